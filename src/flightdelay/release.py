@@ -35,9 +35,11 @@ BENTO_NAME = "flight-delay"
 MODEL_NAME = "flight-delay-model"
 MODEL_FILE = "model.joblib"
 #: the distributions the service imports (directly, through flightdelay's modules, or when it
-#: unpickles the model: pandas 3 keeps the string columns of the planes table as Arrow arrays)
+#: unpickles the model: pandas 3 keeps the string columns of the planes table as Arrow arrays),
+#: plus the compiled HTTP parser and event loop that uvicorn picks up when they are installed
 SERVICE_ROOTS = (
     "bentoml",
+    "httptools",
     "joblib",
     "numpy",
     "pandas",
@@ -46,6 +48,7 @@ SERVICE_ROOTS = (
     "pydantic",
     "pyyaml",
     "scikit-learn",
+    "uvloop",
 )
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9a-z][0-9a-z.]*)?$")
 
