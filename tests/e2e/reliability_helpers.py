@@ -24,6 +24,8 @@ _BENTO = pytest.StashKey[tuple[str, Path]]()
 _SERVERS = pytest.StashKey[dict[str, Server]]()
 #: BentoML's override of the service config at serve time (no code change): two workers
 TWO_WORKERS = {"BENTOML_CONFIG_OPTIONS": 'services."flight-delay".workers=2'}
+#: the service's own knob: one worker
+ONE_WORKER = {"FLIGHTDELAY_WORKERS": "1"}
 
 
 def script(name: str) -> ModuleType:

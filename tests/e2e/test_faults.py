@@ -20,6 +20,7 @@ import httpx
 import pytest
 from reliability_helpers import (
     GOOD,
+    ONE_WORKER,
     TWO_WORKERS,
     built_bento,
     script,
@@ -104,10 +105,10 @@ def test_killed_worker_is_replaced_and_the_service_keeps_answering(
 def test_single_worker_restart_holds_requests_until_it_is_back(
     request: pytest.FixtureRequest, small_repo: Path
 ) -> None:
-    """The default config (one worker): connections wait in the listen backlog while the worker
-    restarts, so a client with a long enough timeout gets its answer; the time is the worker's
-    start-up (import, model load), logged."""
-    server = shared_server(request, small_repo, "default")
+    """One worker: connections wait in the listen backlog while the worker restarts, so a client
+    with a long enough timeout gets its answer; the time is the worker's start-up (import, model
+    load), logged."""
+    server = shared_server(request, small_repo, "one-worker", ONE_WORKER)
     pid = server_pid(server)
     (worker,) = worker_pids(pid)
     os.kill(worker, signal.SIGKILL)
