@@ -155,10 +155,29 @@ def _requirements() -> list[str]:
     return [f"{name}=={version(name)}" for name in dists]
 
 
+def warm_up(found: Settings) -> None:
+    """Do ahead what every ``log_train`` pays once per process: import MLflow, open the store
+    (creating its tables and the experiment), and save a throwaway model (MLflow's first save
+    indexes every installed distribution to check the model's requirements)."""
+    import tempfile  # noqa: PLC0415
+
+    import mlflow.sklearn  # noqa: PLC0415
+    from sklearn.dummy import DummyClassifier  # noqa: PLC0415
+
+    with session(found):
+        _experiment_id(found)
+    with tempfile.TemporaryDirectory(prefix="flightdelay-warm-up-") as tmp:
+        dummy = DummyClassifier().fit([[0], [1]], [0, 1])
+        mlflow.sklearn.save_model(
+            dummy, f"{tmp}/model", serialization_format="cloudpickle",
+            pip_requirements=_requirements(),
+        )  # fmt: skip
+
+
 def _log_candidates(result: Result, params: Params, metric: str, experiment_id: str) -> None:
     import mlflow  # noqa: PLC0415
 
-    for name in result.candidates:
+    for name in params.train.candidates.names():  # the ones train.run fitted
         with mlflow.start_run(experiment_id=experiment_id, run_name=name, nested=True):
             mlflow.set_tag("flightdelay.candidate", name)
             mlflow.log_params(getattr(params.train.candidates, name).model_dump(mode="json"))

@@ -21,6 +21,7 @@ from flightdelay.config import TrainParams, load_params
 from flightdelay.model import build
 from flightdelay.predict import predict_proba
 from flightdelay.schema import TARGET
+from flightdelay.tracking_child import Child, Job
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metrics", required=True, help="output: metrics JSON")
     args = parser.parse_args(argv)
 
-    def body() -> None:
+    def body(child: Child | None) -> None:
         params = load_params(args.params)
         train, valid, planes = (
             read_parquet(Path(args.inp) / f"{n}.parquet") for n in ("train", "valid", "planes")
@@ -94,16 +95,27 @@ def main(argv: list[str] | None = None) -> int:
         save_model(result.model, args.model)
         write_json(result.metrics, args.metrics)
         log.info("winner %s -> %s", result.winner, args.model)
-        if tracking.enabled(os.environ):  # after the outputs are written: they never depend on it
-            found = tracking.settings(os.environ, Path.cwd())
-            tags = tracking.run_tags(os.environ, params, Path.cwd())
-            tags[tracking.TAG_MODEL_MD5] = tracking.file_md5(args.model)
-            example = valid.drop(columns=[TARGET]).head(EXAMPLE_ROWS)
-            tracking.log_train(result, params, example, found, tags)
-        else:
+        if child is None:
             log.info("tracking off (%s)", tracking.TRACKING_SWITCH)
+            return
+        tags = tracking.run_tags(os.environ, params, Path.cwd())  # after the outputs are written:
+        tags[tracking.TAG_MODEL_MD5] = tracking.file_md5(args.model)  # they never depend on it
+        child.finish(
+            Job(args.params, args.inp, args.model, result.winner, result.metrics,
+                result.fit_seconds, tags)
+        )  # fmt: skip
 
-    return run_main("train", body)
+    def tracked() -> None:
+        if not tracking.enabled(os.environ):
+            body(None)
+            return
+        child = Child.start(tracking.settings(os.environ, Path.cwd()))
+        try:
+            body(child)
+        finally:
+            child.stop()
+
+    return run_main("train", tracked)
 
 
 if __name__ == "__main__":
