@@ -25,8 +25,6 @@ import json
 import logging
 import os
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,12 +33,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pandas as pd
-import psutil
 
+from flightdelay import loopback
 from flightdelay.artifacts import load_model, setup_logging, write_json
+from flightdelay.loopback import Server, tree_pss_mb, tree_rss_mb
 from flightdelay.predict import Predictor, predict_proba, records_frame
 from flightdelay.schema import CATEGORICAL, TARGET
 
@@ -58,31 +56,6 @@ SCENARIOS = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _tree(pid: int) -> list[psutil.Process]:
-    proc = psutil.Process(pid)
-    return [p for p in [proc, *proc.children(recursive=True)] if p.is_running()]
-
-
-def tree_rss_mb(pid: int) -> float:
-    """Resident memory of a process and all of its children (BentoML runs worker processes).
-
-    A page of a shared library counts once per process that maps it."""
-    return float(sum(p.memory_info().rss for p in _tree(pid)) / 2**20)
-
-
-def tree_pss_mb(pid: int) -> float:
-    """Proportional set size of the process tree: each shared page split among the processes
-    that map it, so the sum counts it once (close to what a container's memory cgroup charges)."""
-    return float(sum(p.memory_full_info().pss for p in _tree(pid)) / 2**20)
-
-
 def import_model(home: Path, args: argparse.Namespace) -> str:
     os.environ["BENTOML_HOME"] = str(home)  # read by bentoml when release imports it
     os.environ["BENTOML_DO_NOT_TRACK"] = "True"
@@ -94,37 +67,16 @@ def import_model(home: Path, args: argparse.Namespace) -> str:
 
 
 @contextmanager
-def serving(home: Path, tag: str) -> Iterator[tuple[str, int]]:
+def serving(home: Path, tag: str) -> Iterator[Server]:
     """`bentoml serve` of the service module on a free loopback port; the group stopped on exit."""
-    port = free_port()
-    cmd = [str(Path(sys.executable).parent / "bentoml"), "serve", "flightdelay.service:FlightDelay"]
-    cmd += ["--host", "127.0.0.1", "--port", str(port)]
     env = {**os.environ, "BENTOML_HOME": str(home), "FLIGHTDELAY_MODEL_TAG": tag}
-    with (home / "serve.log").open("wb") as out:
-        proc = subprocess.Popen(  # noqa: S603 - fixed command
-            cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT
-        )
+    target = "flightdelay.service:FlightDelay"
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                tail = (home / "serve.log").read_text(errors="replace")[-3000:]
-                raise SystemExit(f"bench_http: server did not become ready:\n{tail}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:  # noqa: PLR2004
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        log.info("server ready at %s (pid %d)", url, proc.pid)
-        yield url, proc.pid
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        with loopback.serving(target, env, home / "serve.log", cwd=ROOT) as server:
+            log.info("server ready at %s in %.1f s", server.url, server.ready_s)
+            yield server
+    except loopback.ServeError as exc:
+        raise SystemExit(f"{Path(sys.argv[0]).name}: {exc}") from None
 
 
 def http_request(url: str, body: bytes) -> bytes:
@@ -267,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         tag = import_model(Path(tmp), args)
         for repeat in range(args.repeats):
             log.info("repeat %d/%d", repeat + 1, args.repeats)
-            with serving(Path(tmp), tag) as (url, pid):
+            with serving(Path(tmp), tag) as server:
+                url, pid = server.url, server.pid
                 run: dict[str, float] = {"server_rss_mb": tree_rss_mb(pid)}
                 run["server_pss_mb"] = tree_pss_mb(pid)
                 for name in SCENARIOS:

@@ -16,7 +16,6 @@ runs the same with a small example budget.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import logging
 import signal
@@ -88,16 +87,6 @@ def st_command(base_url: str, work: Path, max_examples: int, max_time_s: int) ->
     ]  # fmt: skip
 
 
-def _bench_http() -> Any:
-    path = Path(__file__).with_name("bench_http.py")
-    spec = importlib.util.spec_from_file_location("bench_http", path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, required=True)
@@ -106,13 +95,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-examples", type=int, default=200, help="cases per operation")
     parser.add_argument("--max-time", type=int, default=300, help="seconds for the whole run")
     args = parser.parse_args(argv)
-    bench = _bench_http()
+    import bench_http as bench  # noqa: PLC0415 - the sibling script (scripts/ is on sys.path)
+
     bench.setup_logging()
     logging.getLogger("httpx").setLevel(logging.WARNING)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: stop the server group
     with tempfile.TemporaryDirectory(prefix="fuzz-") as tmp:
         tag = bench.import_model(Path(tmp), args)
-        with bench.serving(Path(tmp), tag) as (url, _):
+        with bench.serving(Path(tmp), tag) as server:
+            url = server.url
             cmd = st_command(url, Path(tmp), args.max_examples, args.max_time)
             log.info("fuzz: %s", " ".join(cmd))
             # cwd: schemathesis keeps a cache directory in its working directory

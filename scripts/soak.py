@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib.util
 import json
 import logging
 import signal
@@ -31,7 +30,6 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import httpx
@@ -162,16 +160,6 @@ def make_bodies(rows: list[dict[str, Any]], flights: int, count: int, seed: int)
     return [json.dumps(rows[s : s + flights]).encode() for s in starts]
 
 
-def _bench_http() -> ModuleType:
-    path = Path(__file__).with_name("bench_http.py")
-    spec = importlib.util.spec_from_file_location("bench_http", path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, required=True)
@@ -192,7 +180,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    bench = _bench_http()
+    import bench_http as bench  # noqa: PLC0415 - the sibling script (scripts/ is on sys.path)
+
     bench.setup_logging()
     logging.getLogger("httpx").setLevel(logging.WARNING)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: stop the server group
@@ -200,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     bodies = make_bodies(rows, args.flights, 2000, args.seed)
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
         tag = bench.import_model(Path(tmp), args)
-        with bench.serving(Path(tmp), tag) as (url, pid):
+        with bench.serving(Path(tmp), tag) as server:
+            url, pid = server.url, server.pid
             rss = lambda: bench.tree_rss_mb(pid)  # noqa: E731
             log.info("soak: warm-up %.0f s at %.0f req/s", args.warmup, args.rate)
             asyncio.run(soak(url, bodies, Load(args.rate, args.warmup, args.max_in_flight), rss))

@@ -7,23 +7,16 @@ conftest module would replace it in ``sys.modules``.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from conftest import CHILD_ENV, copy_repo
-
-BIN = Path(sys.executable).parent
+from flightdelay import loopback
+from flightdelay.loopback import Server
 
 
 def release_repo(dest: Path, trained: Path) -> Path:
@@ -58,58 +51,10 @@ def tags(repo: Path, home: Path) -> dict[str, object]:
     return loaded
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: float) -> float:
-    """Seconds until ``url``/readyz answers 200; fails with the server log if it never does."""
-    started = time.perf_counter()
-    while time.perf_counter() - started < timeout_s:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return time.perf_counter() - started
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"not ready after {timeout_s} s:\n{log.read_text()[-3000:]}")
-
-
-@dataclass(frozen=True)
-class Server:
-    url: str
-    ready_s: float
-    log: Path
-
-
 @contextmanager
 def serving(
     target: str, home: Path, log: Path, env: dict[str, str] | None = None
 ) -> Iterator[Server]:
-    """``bentoml serve <target>`` on a free loopback port, stopped (whole group) on exit."""
-    port = free_port()
-    cmd = [str(BIN / "bentoml"), "serve", target, "--host", "127.0.0.1", "--port", str(port)]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(  # noqa: S603 - fixed command
-            cmd,
-            env={**release_env(home), **(env or {})},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=home,
-        )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        yield Server(url, wait_ready(url, proc, log, timeout_s=120), log)
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    """``bentoml serve <target>`` on a free loopback port with its own BentoML home."""
+    with loopback.serving(target, {**release_env(home), **(env or {})}, log, cwd=home) as server:
+        yield server

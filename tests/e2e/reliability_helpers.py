@@ -6,11 +6,8 @@ Built on ``bento_helpers`` (the release repository, the Bento build, ``serving``
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from contextlib import ExitStack
 from pathlib import Path
-from types import ModuleType
 
 import psutil
 import pytest
@@ -26,16 +23,6 @@ _SERVERS = pytest.StashKey[dict[str, Server]]()
 TWO_WORKERS = {"BENTOML_CONFIG_OPTIONS": 'services."flight-delay".workers=2'}
 #: the service's own knob: one worker
 ONE_WORKER = {"FLIGHTDELAY_WORKERS": "1"}
-
-
-def script(name: str) -> ModuleType:
-    """A module of scripts/ (not a package), loaded from its file."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses resolve their annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
 
 
 def built_bento(request: pytest.FixtureRequest, small_repo: Path) -> tuple[str, Path]:
@@ -92,15 +79,3 @@ def worker_pids(pid: int) -> list[int]:
         except psutil.Error:  # a killed worker is a zombie until the arbiter reaps it
             continue
     return found
-
-
-def tree_rss_mb(pid: int) -> float:
-    """Resident memory of `bentoml serve` and all of its children."""
-    proc = psutil.Process(pid)
-    total = 0
-    for member in [proc, *proc.children(recursive=True)]:
-        try:
-            total += member.memory_info().rss
-        except psutil.NoSuchProcess:
-            continue
-    return total / 2**20

@@ -23,12 +23,13 @@ from reliability_helpers import (
     ONE_WORKER,
     TWO_WORKERS,
     built_bento,
-    script,
     server_pid,
     shared_server,
-    tree_rss_mb,
     worker_pids,
 )
+
+from conftest import script
+from flightdelay.loopback import tree_rss_mb
 
 pytestmark = pytest.mark.e2e
 log = logging.getLogger(__name__)

@@ -31,8 +31,10 @@ from typing import Any
 
 import httpx
 import pytest
-from bento_helpers import Server
-from reliability_helpers import GOOD, script, shared_server
+from reliability_helpers import GOOD, shared_server
+
+from conftest import script
+from flightdelay.loopback import Server
 
 pytestmark = pytest.mark.e2e
 MAX_EXAMPLES = 40

@@ -13,8 +13,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from bento_helpers import Server
-from reliability_helpers import script, server_pid, shared_server, tree_rss_mb
+from reliability_helpers import server_pid, shared_server
+
+from conftest import script
+from flightdelay.loopback import Server, tree_rss_mb
 
 log = logging.getLogger(__name__)
 soak = script("soak")

@@ -8,34 +8,23 @@ cannot be reached the test skips and says so.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import yaml
 
-from conftest import ROOT, run
+from conftest import ROOT, run, script
 
 BIN = Path(sys.executable).parent
 
 
-def _script(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses resolve their annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-audit = _script("audit")
-scan_secrets = _script("scan_secrets")
+audit = script("audit")
+scan_secrets = script("scan_secrets")
 
 # --- ruff's security rules (S) --------------------------------------------------------------
 
