@@ -217,6 +217,28 @@ class RequestGuard:
         await JSONResponse({"error": message}, status_code=status)(scope, receive, send)
 
 
+class ClientErrorLog(logging.Filter):
+    """BentoML logs each request it answers with a 400 as an ERROR with a traceback; bad input
+    from a client is not a server fault. Such a record becomes one WARNING line naming the
+    endpoint and the first problems; every other record passes unchanged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, ValidationError):
+            problems = "; ".join(
+                f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in exc.errors()[:3]
+            )
+            more = f" (+{exc.error_count() - 3} more)" if exc.error_count() > 3 else ""  # noqa: PLR2004
+            record.msg, record.args = "400 for %s [%s]: %s", (*(record.args or ()), problems + more)
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+# the logger of BentoML's request handler (bentoml._internal.server.http_app.log_exception)
+logging.getLogger("bentoml._internal.server.http_app").addFilter(ClientErrorLog())
+
+
 async def _metadata(_: Request) -> JSONResponse:
     service = bentoml.get_current_service()
     return JSONResponse(service.metadata)

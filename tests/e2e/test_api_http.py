@@ -12,6 +12,7 @@ import math
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -137,6 +138,17 @@ def test_bad_input_is_a_400_naming_the_field(server: Server, body: object, messa
     assert resp.status_code == 400, resp.text
     assert re.search(message, resp.text), resp.text
     assert post(server, [GOOD]).status_code == 200
+
+
+def test_a_rejected_request_is_one_warning_line_in_the_server_log(server: Server) -> None:
+    assert post(server, _with(distance=-7)).status_code == 400
+    wanted = "400 for /predict [POST]: root.0.distance: Input should be greater than 0"
+    deadline = time.monotonic() + 10
+    while wanted not in server.log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    text = server.log.read_text()
+    assert wanted in text, text[-3000:]
+    assert "Traceback" not in text, text[-3000:]
 
 
 @pytest.mark.parametrize("raw", [b'[{"year": 2013,', b"\xff\xfe", b""])

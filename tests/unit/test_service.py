@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from pydantic import ValidationError
 
 from flightdelay.schema import Flight
-from flightdelay.service import FlightsInput, RequestGuard, unknown_codes
+from flightdelay.service import ClientErrorLog, FlightsInput, RequestGuard, unknown_codes
 
 EXAMPLE = Flight.model_config["json_schema_extra"]["examples"][0]  # type: ignore[index]
 KNOWN = {"carrier": {"UA": 0}, "origin": {"EWR": 0, "JFK": 1}, "dest": {"ORD": 0}}
@@ -60,3 +62,32 @@ def test_request_guard_refuses_oversized_and_non_json_predict_bodies() -> None:
         "Content-Type must be application/json, got 'multipart/form-data'",
     )
     assert guard.problem(_scope(path="/healthz", kind=b"text/plain")) is None
+
+
+def _record(exc: BaseException | None) -> logging.LogRecord:
+    exc_info = (type(exc), exc, exc.__traceback__) if exc is not None else None
+    return logging.LogRecord(
+        "bentoml._internal.server.http_app", logging.ERROR, __file__, 1,
+        "Exception on %s [%s]", ("/predict", "POST"), exc_info,
+    )  # fmt: skip
+
+
+def test_a_rejected_body_is_logged_as_one_warning_line() -> None:
+    try:
+        FlightsInput.model_validate_json(b'[{"year": 2013}]')
+    except ValidationError as exc:
+        record = _record(exc)
+    assert ClientErrorLog().filter(record)
+    assert record.levelno == logging.WARNING
+    assert record.exc_info is None
+    line = record.getMessage()
+    assert line.startswith("400 for /predict [POST]: root.0.month: Field required; ")
+    assert line.endswith("more)")
+
+
+def test_a_server_fault_keeps_its_traceback() -> None:
+    record = _record(RuntimeError("boom"))
+    assert ClientErrorLog().filter(record)
+    assert record.levelno == logging.ERROR
+    assert record.exc_info is not None
+    assert record.getMessage() == "Exception on /predict [POST]"
