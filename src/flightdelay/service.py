@@ -36,7 +36,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flightdelay.schema import CATEGORICAL, Flight, Prediction
 
@@ -103,6 +103,29 @@ Flights = Annotated[
     Field(min_length=1, max_length=MAX_FLIGHTS, description="flights to score, in order"),
     AfterValidator(_known_codes_only),
 ]
+
+
+def openapi_30(node: Any) -> Any:
+    """JSON Schema 2020 forms -> their OpenAPI 3.0 equivalents (``exclusiveMinimum: 0`` ->
+    ``minimum: 0, exclusiveMinimum: true``; ``anyOf [X, {type: null}]`` -> ``X, nullable``).
+
+    pydantic and BentoML write the former into a document that declares OpenAPI 3.0.2, whose
+    tools (client generators, schemathesis) read only the latter."""
+    if isinstance(node, list):
+        return [openapi_30(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: openapi_30(value) for key, value in node.items()}
+    for bound, plain in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        if isinstance(out.get(bound), int | float) and not isinstance(out[bound], bool):
+            out[plain], out[bound] = out[bound], True
+    options = out.get("anyOf")
+    if isinstance(options, list) and {"type": "null"} in options:
+        rest = [o for o in options if o != {"type": "null"}]
+        out.pop("anyOf")
+        out.update(rest[0] if len(rest) == 1 else {"anyOf": rest})
+        out["nullable"] = True
+    return out
 
 
 def _rooted(error: ErrorDetails) -> InitErrorDetails:
@@ -239,6 +262,46 @@ class ClientErrorLog(logging.Filter):
 logging.getLogger("bentoml._internal.server.http_app").addFilter(ClientErrorLog())
 
 
+def corrected_document(doc: dict[str, Any]) -> dict[str, Any]:
+    """BentoML's OpenAPI document in the forms of the version it declares (``openapi_30``), with
+    the 400 body's ``detail`` documented as what BentoML sends: a list of errors (or a string)."""
+    fixed: dict[str, Any] = openapi_30(doc)
+    schemas = fixed.get("components", {}).get("schemas", {})
+    detail = schemas.get("InvalidArgument", {}).get("properties", {}).get("detail")
+    if isinstance(detail, dict):
+        detail.pop("type", None)
+        detail["anyOf"] = [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]
+    return fixed
+
+
+class OpenAPIDocument:
+    """Serve ``GET /docs.json`` as ``corrected_document`` of what BentoML generates."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/docs.json":
+            await self.app(scope, receive, send)
+            return
+        start: dict[str, Any] = {}
+        body: list[bytes] = []
+
+        async def keep(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+            elif message["type"] == "http.response.body":
+                body.append(message.get("body", b""))
+
+        await self.app(scope, receive, keep)
+        if start.get("status") == 200:  # noqa: PLR2004
+            doc = corrected_document(json.loads(b"".join(body)))
+            await JSONResponse(doc)(scope, receive, send)
+            return
+        await send(start)
+        await send({"type": "http.response.body", "body": b"".join(body)})
+
+
 async def _metadata(_: Request) -> JSONResponse:
     service = bentoml.get_current_service()
     return JSONResponse(service.metadata)
@@ -302,3 +365,4 @@ class FlightDelay:
 
 
 FlightDelay.add_asgi_middleware(RequestGuard)  # type: ignore[attr-defined]  # added by @bentoml.service
+FlightDelay.add_asgi_middleware(OpenAPIDocument)  # type: ignore[attr-defined]
