@@ -6,7 +6,7 @@ be no 5xx and must match the documented status codes, content type and response 
 
 The run is scripts/fuzz.py's (`make fuzz` runs it longer, on the full model), on the document as
 served. Two tests below hold the service to the corrections of BentoML's document that make that
-possible (``flightdelay.service.corrected_document``):
+possible (``flightdelay.edges.corrected_document``):
 
 * BentoML declares OpenAPI 3.0.2 but writes JSON Schema 2020 forms (``exclusiveMinimum: 0``,
   ``anyOf [..., {type: null}]``), from which schemathesis cannot generate bodies for POST /predict;

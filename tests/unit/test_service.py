@@ -1,4 +1,4 @@
-"""The service's pure parts: code checks against the model's vocabulary, the request model."""
+"""The service's pure parts: code checks, the request model, its HTTP edges (guard, 400 log)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import logging
 import pytest
 from pydantic import ValidationError
 
+from flightdelay.edges import ClientErrorLog, RequestGuard
 from flightdelay.schema import Flight
-from flightdelay.service import ClientErrorLog, FlightsInput, RequestGuard, unknown_codes
+from flightdelay.service import FlightsInput, unknown_codes
 
 EXAMPLE = Flight.model_config["json_schema_extra"]["examples"][0]  # type: ignore[index]
 KNOWN = {"carrier": {"UA": 0}, "origin": {"EWR": 0, "JFK": 1}, "dest": {"ORD": 0}}
