@@ -169,6 +169,39 @@ def _train_main(tmp_path: Path, data: Path, name: str) -> tuple[bytes, bytes]:
     return (tmp_path / f"{name}.joblib").read_bytes(), (tmp_path / f"{name}.json").read_bytes()
 
 
+def _features(tmp_path: Path, params: Params) -> Path:
+    """Tiny feature tables and the params file, as train.main reads them."""
+    data = tmp_path / "features"
+    data.mkdir(exist_ok=True)
+    for name, seed in (("train", 1), ("valid", 2)):
+        make_records(400, seed).to_parquet(data / f"{name}.parquet", index=False)
+    PLANES.to_parquet(data / "planes.parquet", index=False)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json")))
+    return data
+
+
+def test_train_with_an_unusable_store_fails_with_one_line_after_writing_its_outputs(
+    tmp_path: Path,
+    params: Params,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The tracking child fails while warming up (its store's folder is a file); train finishes
+    its fits, writes its outputs, then fails with the child's one-line error."""
+    data = _features(tmp_path, params)
+    (tmp_path / "blocked").write_text("not a directory")
+    monkeypatch.setenv(tracking.TRACKING_SWITCH, "1")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/blocked/mlflow.db")
+    code = train.main(["--in", str(data), "--model", str(tmp_path / "m.joblib"),
+                       "--metrics", str(tmp_path / "m.json"),
+                       "--params", str(tmp_path / "params.yaml")])  # fmt: skip
+    assert code != 0
+    assert (tmp_path / "m.joblib").exists() and (tmp_path / "m.json").exists()
+    err = capsys.readouterr().err
+    assert f"tracking store sqlite:///{tmp_path}/blocked/mlflow.db" in err
+    assert "Traceback" not in err
+
+
 def test_tracking_leaves_train_outputs_byte_identical(
     tmp_path: Path,
     params: Params,
@@ -176,12 +209,7 @@ def test_tracking_leaves_train_outputs_byte_identical(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """train.main with tracking off, then on (into the module's store): same bytes out."""
-    data = tmp_path / "features"
-    for name, seed in (("train", 1), ("valid", 2)):
-        data.mkdir(exist_ok=True)
-        make_records(400, seed).to_parquet(data / f"{name}.parquet", index=False)
-    PLANES.to_parquet(data / "planes.parquet", index=False)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json")))
+    data = _features(tmp_path, params)
     assert load_params(tmp_path / "params.yaml") == params
     monkeypatch.setenv(tracking.TRACKING_SWITCH, "0")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", logged[0].uri)
