@@ -41,7 +41,7 @@ EXTRA_METRICS = ("metrics/benchmark_http.json",)
 README_BEGIN, README_END = "<!-- report:begin -->", "<!-- report:end -->"
 HIGHER = {"roc_auc", "pr_auc", "f1", "precision", "recall"}
 LOWER = {"log_loss", "brier"}
-LOWER_TOKENS = {"ms", "latency", "size", "rss"}
+LOWER_TOKENS = {"ms", "latency", "size", "rss", "pss"}
 LEGEND = (
     "▲/▼ up/down against the base; ✅ an improvement, ❌ a regression for that metric "
     "(higher is better: ROC/PR AUC, F1, precision, recall, rows/s; lower is better: log loss, "

@@ -30,6 +30,7 @@ from flightdelay.config import Gates
         ("single_row_ms_p50", -1),
         ("model_size_mb", -1),
         ("peak_rss_mb", -1),
+        ("server_pss_mb", -1),
         ("test.rows", 0),
         ("slice.carrier.UA.delayed_rate", 0),
         ("threshold", 0),
