@@ -80,15 +80,18 @@ class Flight(BaseModel):
 
     @model_validator(mode="after")
     def _valid_calendar(self) -> Flight:
-        # runs for every flight of every request: the common case is two comparisons
+        # runs for every flight of every request: most days need no calendar look-up
         if self.day > 28:  # noqa: PLR2004 - every month has days 1..28
             try:
                 dt.date(self.year, self.month, self.day)
             except ValueError as exc:
                 raise ValueError(f"year/month/day: {exc}") from exc
-        if self.sched_dep_time % 100 >= 60 or self.sched_arr_time % 100 >= 60:  # noqa: PLR2004
-            name = "sched_dep_time" if self.sched_dep_time % 100 >= 60 else "sched_arr_time"  # noqa: PLR2004
-            raise ValueError(f"{name}: minutes must be below 60, got {getattr(self, name)}")
+        for name, hhmm in (
+            ("sched_dep_time", self.sched_dep_time),
+            ("sched_arr_time", self.sched_arr_time),
+        ):
+            if hhmm % 100 >= 60:  # noqa: PLR2004 - minutes of an HHMM time
+                raise ValueError(f"{name}: minutes must be below 60, got {hhmm}")
         return self
 
 

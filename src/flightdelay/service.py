@@ -10,9 +10,9 @@ Environment (read when the service class is defined, i.e. at ``bentoml serve`` s
 (flights per request, default 1000), ``FLIGHTDELAY_MAX_BODY_BYTES`` (request body limit, default
 2 MiB: larger bodies get a 413 before anything is parsed), ``FLIGHTDELAY_MAX_LATENCY_MS``
 (batching budget, default 5000), ``FLIGHTDELAY_WORKERS`` (server processes, default 2: one per
-core of the reference machine; each holds its own copy of the model stack, about 200 MB),
-``FLIGHTDELAY_ACCESS_LOG`` (``1`` turns the per-request access
-log on; it costs about a quarter of the throughput).
+core of the reference machine; each holds its own copy of the model stack, about 250 MB RSS),
+``FLIGHTDELAY_ACCESS_LOG`` (``1`` turns the per-request access log on; it costs about a quarter
+of the throughput).
 
 Importing this module loads BentoML and pydantic only: ``bentoml serve`` imports it in its
 supervising process too, and the model's stack (pandas, scikit-learn) is loaded by the worker

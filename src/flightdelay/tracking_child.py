@@ -24,6 +24,7 @@ from flightdelay import tracking
 from flightdelay.artifacts import StageError, setup_logging
 
 FAILED = 3  # the child's exit code after writing a one-line error to stdout
+EXAMPLE_ROWS = 5  # flight records logged with the MLflow model as its input example
 
 
 @dataclass(frozen=True)
@@ -60,11 +61,8 @@ class Child:
         Raises:
             TrackingError: the store could not be reached or refused the write (the child's line).
         """
-        try:
-            out, _ = self.proc.communicate(json.dumps(asdict(job)) + "\n")
-        except BrokenPipeError:  # the child failed during warm-up and is gone
-            out = self.proc.stdout.read() if self.proc.stdout else ""
-            self.proc.wait()
+        # a child that failed during warm-up is gone: communicate() ignores the broken pipe
+        out, _ = self.proc.communicate(json.dumps(asdict(job)) + "\n")
         if self.proc.returncode == FAILED:
             raise tracking.TrackingError(out.strip().splitlines()[-1])
         if self.proc.returncode != 0:
@@ -81,7 +79,7 @@ def _log(job: Job, found: tracking.Settings) -> None:
     from flightdelay.artifacts import load_model, read_parquet  # noqa: PLC0415
     from flightdelay.config import load_params  # noqa: PLC0415
     from flightdelay.schema import TARGET  # noqa: PLC0415
-    from flightdelay.train import EXAMPLE_ROWS, Result  # noqa: PLC0415
+    from flightdelay.train import Result  # noqa: PLC0415
 
     model = load_model(job.model)
     example = read_parquet(Path(job.features) / "valid.parquet").drop(columns=[TARGET])

@@ -25,8 +25,6 @@ from flightdelay.tracking_child import Child, Job
 
 log = logging.getLogger(__name__)
 
-EXAMPLE_ROWS = 5  # flight records logged with the MLflow model as its input example
-
 
 def score(metric: str, y: NDArray[np.bool_], proba: NDArray[np.float64]) -> float:
     """The validation metric, oriented so that higher is better."""

@@ -52,23 +52,6 @@ def shared_server(
     return servers[name]
 
 
-def _is_serve(proc: psutil.Process) -> bool:
-    cmd = proc.cmdline()
-    return any(part.endswith("bentoml") for part in cmd[:2]) and "serve" in cmd
-
-
-def server_pid(server: Server) -> int:
-    """PID of the `bentoml serve` process listening on the server's port."""
-    port = int(server.url.rsplit(":", 1)[1])
-    for conn in psutil.net_connections("tcp"):
-        if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port and conn.pid:
-            proc = psutil.Process(conn.pid)
-            while (parent := proc.parent()) is not None and _is_serve(parent):
-                proc = parent
-            return proc.pid
-    raise AssertionError(f"no process listens on port {port}")
-
-
 def worker_pids(pid: int) -> list[int]:
     """The service's worker processes: children of `bentoml serve` running the worker module."""
     found = []

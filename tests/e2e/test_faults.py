@@ -23,7 +23,6 @@ from reliability_helpers import (
     ONE_WORKER,
     TWO_WORKERS,
     built_bento,
-    server_pid,
     shared_server,
     worker_pids,
 )
@@ -79,7 +78,7 @@ def test_killed_worker_is_replaced_and_the_service_keeps_answering(
 ) -> None:
     """Two workers (BentoML's serve-time config, no code change): SIGKILL one mid-load."""
     server = shared_server(request, small_repo, "two-workers", TWO_WORKERS)
-    pid = server_pid(server)
+    pid = server.pid
     before = worker_pids(pid)
     assert len(before) == 2, before
     with Load(server.url) as load:
@@ -110,7 +109,7 @@ def test_single_worker_restart_holds_requests_until_it_is_back(
     with a long enough timeout gets its answer; the time is the worker's start-up (import, model
     load), logged."""
     server = shared_server(request, small_repo, "one-worker", ONE_WORKER)
-    pid = server_pid(server)
+    pid = server.pid
     (worker,) = worker_pids(pid)
     os.kill(worker, signal.SIGKILL)
     started = time.monotonic()
@@ -160,7 +159,7 @@ def test_oversized_or_hostile_body_is_refused_without_exhausting_memory(
     """The expected 4xx, memory back to where it was, the peak bounded, and the next good
     request served."""
     server = shared_server(request, small_repo, "default")
-    pid = server_pid(server)
+    pid = server.pid
     body = make_body()
     headers = {"content-type": "application/json"}
     baseline = tree_rss_mb(pid)

@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from reliability_helpers import server_pid, shared_server
+from reliability_helpers import shared_server
 
 from conftest import script
 from flightdelay.loopback import Server, tree_rss_mb
@@ -34,7 +34,7 @@ def test_fixed_rate_soak_has_no_errors_and_flat_memory(
         small_repo / "data/features/test.parquet", small_repo / "models/model.joblib"
     )
     bodies = soak.make_bodies(rows, 5, 500, seed=1)
-    pid = server_pid(server)
+    pid = server.pid
 
     def rss() -> float:
         return tree_rss_mb(pid)
