@@ -1,29 +1,25 @@
-"""The fitted Pipeline compiled to plain arrays: the same probabilities without its per-call cost.
+"""The fitted Pipeline compiled to a ``runtime.ServingModel``: same probabilities, none of its cost.
 
 The sklearn Pipeline spends milliseconds per call on validation, DataFrames and thread start-up
 while the arithmetic of one flight takes microseconds. ``compile_pipeline`` reads the fitted
-state of a supported Pipeline and returns a ``FastModel`` that repeats that arithmetic:
+state of a supported Pipeline:
 
-* features: ``FlightFeatures``' own fitted lookups (category codes, aircraft, holidays), applied
-  row by row in plain Python for small inputs and through ``FlightFeatures.transform`` for large;
-* ``HistGradientBoostingClassifier``: every node of every tree in flat arrays. Small inputs
-  decide all nodes in one vectorised step, then walk all trees at once, one level per step;
-  large inputs go through sklearn's compiled per-tree traversal, skipping the Pipeline around it;
+* ``FlightFeatures``: its fitted lookups become a ``runtime.FeatureTable`` (shared, not copied);
+* ``HistGradientBoostingClassifier``: every node of every tree is written into one ONNX
+  ``TreeEnsemble`` (ai.onnx.ml opset 5, float64 thresholds and leaf values). Numeric splits are
+  ``x <= threshold``; categorical splits are set membership over the classifier's bin codes, the
+  set read from sklearn's bitsets; missing values (and unknown categories) follow each node's
+  ``missing_go_to_left``, exactly as sklearn does;
 * ``LogisticRegression`` behind the imputer/scaler/one-hot ``ColumnTransformer``: one affine map.
 
-Missing values, categorical bitsets and unknown categories follow sklearn's rules exactly; the
-Pipeline stays the reference and the tests hold the two to 1e-6 on whole test sets.
+The Pipeline stays the reference; the tests hold the two to 1e-6 on whole test sets.
 """
 
 from __future__ import annotations
 
-import bisect
-import datetime as dt
 import logging
-import math
-import operator
-from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+import os
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -31,103 +27,15 @@ from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
-from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
 
-from flightdelay.model import FEATURES, WEATHER, FlightFeatures
-from flightdelay.schema import CATEGORICAL, RECORD_COLUMNS
+from flightdelay.model import FlightFeatures
+from flightdelay.runtime import FeatureTable, LinearScorer, ServingModel, TreeScorer
 
 log = logging.getLogger(__name__)
 
-Record = Mapping[str, Any]
 Matrix = NDArray[np.float64]
-
-#: inputs up to this many rows take the row-by-row features and the all-nodes tree walk
-SMALL_ROWS = 4
-#: inputs from this many rows use every core in sklearn's tree traversal
-PARALLEL_ROWS = 2000
-_EPOCH = dt.date(1970, 1, 1).toordinal()
-_MISSING_SLOT = 256  # categorical values are < 256 (HGB's max_bins); this slot means missing
-
-
-def _sigmoid(raw: Matrix) -> Matrix:
-    proba: Matrix = 1.0 / (1.0 + np.exp(-raw))
-    return proba
-
-
-def _minutes(hhmm: Any) -> float:
-    clock = float(hhmm)
-    return (clock // 100) * 60 + clock % 100
-
-
-def _float(value: Any) -> float:
-    return math.nan if value is None else float(value)
-
-
-def record_features(ff: FlightFeatures, records: Sequence[Record]) -> Matrix:
-    """``ff.transform`` of flight records, computed row by row (fast for a few rows).
-
-    Same arithmetic as ``FlightFeatures.transform``: a day past the month's end rolls over like
-    numpy's datetime64, clock times use float floor division and remainder.
-    """
-    holidays = ff.holidays_.tolist()
-    last = len(holidays) - 1
-    missing = (math.nan, math.nan, math.nan)
-    rows = []
-    for r in records:
-        dep, arr = _minutes(r["sched_dep_time"]), _minutes(r["sched_arr_time"])
-        first = dt.date(int(r["year"]), int(r["month"]), 1).toordinal() - _EPOCH
-        days = first + int(r["day"]) - 1
-        pos = bisect.bisect_left(holidays, days)
-        near = min(abs(days - holidays[max(pos - 1, 0)]), abs(holidays[min(pos, last)] - days))
-        row = [dep, arr, (arr - dep) % 1440, (days + 3) % 7, near, float(r["distance"])]
-        row += [_float(r.get(name)) for name in WEATHER]
-        row += ff.planes_.get(r.get("tailnum"), missing)
-        row += [ff.categories_[col].get(r[col], math.nan) for col in CATEGORICAL]
-        rows.append(row)
-    return np.array(rows, dtype=np.float64).reshape(len(rows), len(FEATURES))
-
-
-_FIELDS = operator.itemgetter(*RECORD_COLUMNS)
-
-
-def columns_features(ff: FlightFeatures, records: Sequence[Record]) -> Matrix:
-    """``ff.transform`` of flight records through columns of plain tuples (fast for many rows).
-
-    Records with every field (``Flight`` values, as the API passes them) are read with one
-    C-level ``itemgetter`` call each; records missing optional fields read those as None.
-    """
-    try:
-        rows = [_FIELDS(r) for r in records]
-    except KeyError:
-        rows = [tuple(r.get(name) for name in RECORD_COLUMNS) for r in records]
-    columns = dict(zip(RECORD_COLUMNS, zip(*rows, strict=True), strict=True))
-    return np.asarray(ff.transform(columns), dtype=np.float64)
-
-
-class Scorer(Protocol):
-    def proba(self, X: Matrix) -> Matrix:  # noqa: N803
-        """Probability of the positive class for rows of ``FlightFeatures`` output."""
-
-
-class FastModel:
-    """Features plus a compiled scorer: ``predict_records`` equals the Pipeline's probabilities."""
-
-    def __init__(self, features: FlightFeatures, scorer: Scorer) -> None:
-        self.features = features
-        self.scorer = scorer
-
-    def predict_records(self, records: Sequence[Record]) -> Matrix:
-        """Probability that each flight (a mapping of ``Flight`` fields) arrives late."""
-        build = record_features if len(records) <= SMALL_ROWS else columns_features
-        return self.scorer.proba(build(self.features, records))
-
-
-def _encode(values: Matrix, categories: Matrix) -> Matrix:
-    """OrdinalEncoder(unknown -> NaN, missing -> NaN) of one column."""
-    if len(categories) == 0:
-        return np.full(len(values), np.nan)
-    pos = np.minimum(np.searchsorted(categories, values), len(categories) - 1)
-    return np.where(categories[pos] == values, pos.astype(np.float64), np.nan)
+_LEQ, _MEMBER = 0, 6  # TreeEnsemble node modes: x <= split, x in the node's membership set
+_ONNX_OPSETS = (("", 21), ("ai.onnx.ml", 5))
 
 
 def _unpack(bitsets: NDArray[np.uint32]) -> NDArray[np.bool_]:
@@ -136,137 +44,123 @@ def _unpack(bitsets: NDArray[np.uint32]) -> NDArray[np.bool_]:
     return np.unpackbits(raw, axis=1, bitorder="little").astype(bool)
 
 
-class CompiledTrees:
-    """A fitted binary HistGradientBoostingClassifier as flat arrays over all of its nodes."""
-
-    def __init__(self, clf: HistGradientBoostingClassifier) -> None:
-        self.trees = [iteration[0] for iteration in clf._predictors]
-        self.baseline = float(np.ravel(clf._baseline_prediction)[0])
-        self.known_bitsets, self.f_idx_map = clf._bin_mapper.make_known_categories_bitsets()
-        self.order, self.encoders = self._layout(clf)
-        self._flatten(_unpack(self.known_bitsets))
-
-    @staticmethod
-    def _layout(clf: HistGradientBoostingClassifier) -> tuple[list[int], list[Matrix]]:
-        """Input column of each tree feature, and the category encoders of the leading ones."""
-        pre = clf._preprocessor
-        if pre is None:
-            return list(range(clf.n_features_in_)), []
-        encoder_mask, numeric_mask = pre.transformers_[0][2], pre.transformers_[1][2]
-        order = np.flatnonzero(encoder_mask).tolist() + np.flatnonzero(numeric_mask).tolist()
-        cats = pre.named_transformers_["encoder"].categories_
-        return order, [np.asarray(c, dtype=np.float64) for c in cats]
-
-    def _flatten(self, known: NDArray[np.bool_]) -> None:
-        nodes = np.concatenate([t.nodes for t in self.trees])
-        sizes = [len(t.nodes) for t in self.trees]
-        start = np.repeat(np.cumsum([0, *sizes[:-1]]), sizes)
-        leaf, cat = nodes["is_leaf"].astype(bool), nodes["is_categorical"].astype(bool)
-        num = ~leaf & ~cat
-        # numeric nodes first, categorical next, leaves last: one concatenation builds "next"
-        perm = np.concatenate(
-            [np.flatnonzero(num), np.flatnonzero(cat & ~leaf), np.flatnonzero(leaf)]
-        )
-        relabel = np.empty(len(nodes), dtype=np.intp)
-        relabel[perm] = np.arange(len(nodes))
-        n_feat, p = len(self.order), nodes[perm]
-        left, right = relabel[p["left"] + start[perm]], relabel[p["right"] + start[perm]]
-        self.n_num, self.n_cat = int(num.sum()), int((cat & ~leaf).sum())
-        numeric, categorical = slice(0, self.n_num), slice(self.n_num, self.n_num + self.n_cat)
-        # NaN goes left: read it as -inf; NaN goes right: NaN <= t is False (t may be +inf)
-        self.num_col = p["feature_idx"][numeric] + n_feat * (1 - p["missing_go_to_left"][numeric])
-        self.num_thr = p["num_threshold"][numeric]
-        self.num_lr = left[numeric], right[numeric]
-        self.cat_col, self.cat_lr = (
-            p["feature_idx"][categorical],
-            (left[categorical], right[categorical]),
-        )
-        self.cat_table = self._cat_table(p[categorical], perm[categorical], known)
-        self.leaves = np.arange(self.n_num + self.n_cat, len(nodes))
-        self.values, self.roots = p["value"], relabel[np.cumsum([0, *sizes[:-1]])]
-        self.depth = int(nodes["depth"].max())
-
-    def _cat_table(
-        self, p: NDArray[Any], original: NDArray[np.intp], known: NDArray[np.bool_]
-    ) -> NDArray[np.bool_]:
-        """Per categorical node and value 0..255 (+ missing): does the row go left?"""
-        tree_of = np.searchsorted(np.cumsum([len(t.nodes) for t in self.trees]), original, "right")
-        raw = [
-            self.trees[t].raw_left_cat_bitsets[b]
-            for t, b in zip(tree_of, p["bitset_idx"], strict=True)
-        ]
-        in_left = _unpack(np.asarray(raw, dtype=np.uint32).reshape(len(p), 8))
-        is_known = known[self.f_idx_map[p["feature_idx"]]]
-        missing_left = p["missing_go_to_left"].astype(bool)[:, None]
-        go_left = in_left | (~is_known & missing_left)  # unknown categories count as missing
-        return np.concatenate([go_left, missing_left], axis=1)
-
-    def tree_input(self, X: Matrix) -> Matrix:  # noqa: N803
-        """FlightFeatures output -> the classifier's own column order and category codes."""
-        out = X[:, self.order]
-        for j, categories in enumerate(self.encoders):
-            out[:, j] = _encode(out[:, j], categories)
-        return out
-
-    def proba(self, X: Matrix) -> Matrix:  # noqa: N803
-        Xt = self.tree_input(X)  # noqa: N806
-        raw = self._walk(Xt) if len(Xt) <= SMALL_ROWS else self._per_tree(Xt)
-        return _sigmoid(raw)
-
-    def _walk(self, Xt: Matrix) -> Matrix:  # noqa: N803
-        """All nodes decided at once, then every tree walked in lockstep, one level per step."""
-        n, n_nodes = len(Xt), len(self.values)
-        both = np.concatenate([np.where(np.isnan(Xt), -np.inf, Xt), Xt], axis=1)
-        go_num = both[:, self.num_col] <= self.num_thr
-        slots = Xt[:, self.cat_col]
-        slots = np.where(np.isnan(slots) | (slots < 0), _MISSING_SLOT, slots).astype(np.intp)
-        go_cat = self.cat_table[np.arange(self.n_cat), slots]
-        parts = (np.where(go_num, *self.num_lr), np.where(go_cat, *self.cat_lr))
-        nxt = np.concatenate([*parts, np.broadcast_to(self.leaves, (n, len(self.leaves)))], axis=1)
-        offsets = (np.arange(n) * n_nodes)[:, None]
-        flat, idx = (nxt + offsets).ravel(), self.roots + offsets
-        for _ in range(self.depth):
-            idx = flat[idx]
-        raw: Matrix = self.baseline + self.values[idx - offsets].sum(axis=1)
-        return raw
-
-    def _per_tree(self, Xt: Matrix) -> Matrix:  # noqa: N803
-        """sklearn's compiled traversal, tree by tree, without the Pipeline's overhead."""
-        threads = 1 if len(Xt) < PARALLEL_ROWS else _openmp_effective_n_threads()
-        raw = np.full(len(Xt), self.baseline)
-        for tree in self.trees:
-            raw += tree.predict(Xt, self.known_bitsets, self.f_idx_map, threads)
-        return raw
+def _layout(clf: HistGradientBoostingClassifier) -> tuple[list[int], list[Matrix]]:
+    """Input column of each tree feature, and the category encoders of the leading ones."""
+    pre = clf._preprocessor
+    if pre is None:
+        return list(range(clf.n_features_in_)), []
+    encoder_mask, numeric_mask = pre.transformers_[0][2], pre.transformers_[1][2]
+    order = np.flatnonzero(encoder_mask).tolist() + np.flatnonzero(numeric_mask).tolist()
+    cats = pre.named_transformers_["encoder"].categories_
+    return order, [np.asarray(c, dtype=np.float64) for c in cats]
 
 
-class CompiledLinear:
-    """Imputer + scaler on numerics, imputer + one-hot on categories, then logistic regression."""
+def _tree_nodes(clf: HistGradientBoostingClassifier) -> dict[str, Any]:
+    """The attributes of one TreeEnsemble node holding every tree of a binary classifier.
 
-    def __init__(self, prep: ColumnTransformer, clf: LogisticRegression) -> None:
-        (_, num, self.num_cols), (_, cat, self.cat_cols) = prep.transformers_[:2]
-        imputer, scaler = num[0], num[1]
-        coef = np.ravel(clf.coef_)
-        w_num, w_cat = coef[: len(self.num_cols)], coef[len(self.num_cols) :]
-        mean = scaler.mean_ if scaler.mean_ is not None else 0.0
-        self.fill = np.asarray(imputer.statistics_, dtype=np.float64)
-        self.weights = w_num / scaler.scale_
-        self.intercept = float(clf.intercept_[0]) - float(np.sum(mean * self.weights))
-        self.cat_fill = float(cat[0].statistics_[0])
-        self.categories = [np.asarray(c, dtype=np.float64) for c in cat[1].categories_]
-        bounds = np.cumsum([0, *(len(c) for c in self.categories)])
-        self.cat_weights = [w_cat[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    Internal nodes keep sklearn's order across trees and leaves are numbered separately; a tree
+    that is a single leaf gets one always-true split whose both branches reach that leaf.
+    """
+    trees = [iteration[0] for iteration in clf._predictors]
+    nodes = np.concatenate([t.nodes for t in trees])
+    sizes = np.array([len(t.nodes) for t in trees])
+    firsts = np.cumsum(sizes) - sizes
+    leaf = nodes["is_leaf"].astype(bool)
+    ids = np.where(leaf, np.cumsum(leaf) - 1, np.cumsum(~leaf) - 1)  # leaf id or internal id
+    inner = np.flatnonzero(~leaf)
+    first = np.repeat(firsts, sizes)[inner]
+    left, right = nodes["left"][inner] + first, nodes["right"][inner] + first
+    p = nodes[inner]
+    categorical = p["is_categorical"].astype(bool)
+    missing_left = p["missing_go_to_left"].astype(bool)
+    # each categorical node's left set: its bitset, plus the bins the data never showed when
+    # missing values go left (sklearn treats unknown categories as missing)
+    bitsets = np.concatenate([t.raw_left_cat_bitsets.reshape(-1, 8) for t in trees])
+    n_bitsets = np.array([len(t.raw_left_cat_bitsets) for t in trees])
+    bitset_first = np.repeat(np.cumsum(n_bitsets) - n_bitsets, sizes)[inner]
+    known, f_idx_map = clf._bin_mapper.make_known_categories_bitsets()
+    rows = (p["bitset_idx"] + bitset_first)[categorical]
+    unknown = ~_unpack(known)[f_idx_map[p["feature_idx"][categorical]]]
+    left_sets = _unpack(bitsets[rows]) | (unknown & missing_left[categorical, None])
+    members = [v for s in left_sets for v in (*np.flatnonzero(s).astype(np.float64), np.nan)]
+    stumps = np.flatnonzero(leaf[firsts])
+    n_stumps = len(stumps)
+    roots = ids[firsts]
+    roots[stumps] = np.arange(len(inner), len(inner) + n_stumps)
+    to_leaf, ones = ids[firsts[stumps]].tolist(), [1] * n_stumps
+    attributes: dict[str, Any] = {
+        "tree_roots": roots.tolist(),
+        "nodes_featureids": [*p["feature_idx"].tolist(), *[0] * n_stumps],
+        "nodes_modes": np.concatenate(
+            [np.where(categorical, _MEMBER, _LEQ), np.full(n_stumps, _LEQ)]
+        ).astype(np.uint8),
+        "nodes_splits": np.concatenate(
+            [np.where(categorical, 0.0, p["num_threshold"]), np.full(n_stumps, np.inf)]
+        ),
+        "nodes_missing_value_tracks_true": [*missing_left.astype(int).tolist(), *ones],
+        "nodes_truenodeids": [*ids[left].tolist(), *to_leaf],
+        "nodes_trueleafs": [*leaf[left].astype(int).tolist(), *ones],
+        "nodes_falsenodeids": [*ids[right].tolist(), *to_leaf],
+        "nodes_falseleafs": [*leaf[right].astype(int).tolist(), *ones],
+        "leaf_targetids": [0] * int(leaf.sum()),
+        "leaf_weights": nodes["value"][leaf].astype(np.float64),
+    }
+    if members:  # one set per categorical node, in node order, each closed by a NaN
+        attributes["membership_values"] = np.asarray(members, dtype=np.float64)
+    return attributes
 
-    def proba(self, X: Matrix) -> Matrix:  # noqa: N803
-        numeric = X[:, self.num_cols]
-        raw = self.intercept + np.where(np.isnan(numeric), self.fill, numeric) @ self.weights
-        for col, cats, weights in zip(
-            self.cat_cols, self.categories, self.cat_weights, strict=True
-        ):
-            values = np.nan_to_num(X[:, col], nan=self.cat_fill)
-            code = _encode(values, cats)
-            known = ~np.isnan(code)
-            raw = raw + np.where(known, weights[np.where(known, code, 0).astype(np.intp)], 0.0)
-        return _sigmoid(raw)
+
+def trees_onnx(clf: HistGradientBoostingClassifier, n_inputs: int) -> bytes:
+    """The classifier's trees as a serialized ONNX model: ``X`` (n, n_inputs) float64 -> raw
+    score (n, 1) float64, without the baseline."""
+    from onnx import TensorProto, checker, helper, numpy_helper  # noqa: PLC0415 - compile only
+
+    attributes = {
+        name: numpy_helper.from_array(value) if isinstance(value, np.ndarray) else value
+        for name, value in _tree_nodes(clf).items()
+    }
+    node = helper.make_node(
+        "TreeEnsemble", ["X"], ["Y"], domain="ai.onnx.ml", n_targets=1, **attributes
+    )
+    graph = helper.make_graph(
+        [node],
+        "flight_delay_trees",
+        [helper.make_tensor_value_info("X", TensorProto.DOUBLE, [None, n_inputs])],
+        [helper.make_tensor_value_info("Y", TensorProto.DOUBLE, [None, 1])],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid(d, v) for d, v in _ONNX_OPSETS]
+    )
+    checker.check_model(model)
+    onnx: bytes = model.SerializeToString()
+    return onnx
+
+
+def _trees(clf: HistGradientBoostingClassifier, threads: int) -> TreeScorer:
+    order, encoders = _layout(clf)
+    baseline = float(np.ravel(clf._baseline_prediction)[0])
+    return TreeScorer(trees_onnx(clf, len(order)), order, encoders, baseline, threads)
+
+
+def _linear(prep: ColumnTransformer, clf: LogisticRegression) -> LinearScorer:
+    (_, num, num_cols), (_, cat, cat_cols) = prep.transformers_[:2]
+    imputer, scaler = num[0], num[1]
+    coef = np.ravel(clf.coef_)
+    w_num, w_cat = coef[: len(num_cols)], coef[len(num_cols) :]
+    mean = scaler.mean_ if scaler.mean_ is not None else 0.0
+    weights = w_num / scaler.scale_
+    categories = [np.asarray(c, dtype=np.float64) for c in cat[1].categories_]
+    bounds = np.cumsum([0, *(len(c) for c in categories)])
+    return LinearScorer(
+        num_cols=list(num_cols),
+        fill=np.asarray(imputer.statistics_, dtype=np.float64),
+        weights=weights,
+        intercept=float(clf.intercept_[0]) - float(np.sum(mean * weights)),
+        cat_cols=list(cat_cols),
+        cat_fill=float(cat[0].statistics_[0]),
+        categories=categories,
+        cat_weights=[w_cat[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)],
+    )
 
 
 def _linear_unsupported(prep: Any, clf: Any) -> str | None:
@@ -292,11 +186,20 @@ def _trees_unsupported(clf: HistGradientBoostingClassifier) -> str | None:
     return None
 
 
-def compile_pipeline(model: Pipeline) -> FastModel | None:
-    """A ``FastModel`` for a supported fitted Pipeline; None (logged) for any other.
+def feature_table(features: FlightFeatures) -> FeatureTable:
+    """The fitted lookups of ``FlightFeatures`` (shared with it, not copied)."""
+    return FeatureTable(features.categories_, features.planes_, features.holidays_)
+
+
+def compile_pipeline(model: Pipeline, threads: int | None = None) -> ServingModel | None:
+    """A ``ServingModel`` for a supported fitted Pipeline; None (logged) for any other.
 
     Supported: FlightFeatures -> HistGradientBoostingClassifier (binary), and FlightFeatures ->
     the logreg candidate's ColumnTransformer -> LogisticRegression (binary).
+
+    Args:
+        model: the fitted Pipeline.
+        threads: cores the trees may use on large inputs (default: every core).
     """
     steps = [step for _, step in model.steps]
     features, rest = steps[0], steps[1:]
@@ -306,11 +209,12 @@ def compile_pipeline(model: Pipeline) -> FastModel | None:
     elif len(rest) == 1 and isinstance(rest[0], HistGradientBoostingClassifier):
         reason = _trees_unsupported(rest[0])
         if reason is None:
-            return FastModel(features, CompiledTrees(rest[0]))
+            scorer = _trees(rest[0], threads or os.cpu_count() or 1)
+            return ServingModel(feature_table(features), scorer)
     elif len(rest) == 2:  # noqa: PLR2004
         reason = _linear_unsupported(*rest)
         if reason is None:
-            return FastModel(features, CompiledLinear(*rest))
+            return ServingModel(feature_table(features), _linear(*rest))
     else:
         reason = f"unsupported steps {[type(s).__name__ for s in rest]}"
     log.warning("no compiled path for this model (%s): using the sklearn Pipeline", reason)

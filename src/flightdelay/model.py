@@ -7,7 +7,7 @@ benchmark and the API all derive features through the same code.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -23,36 +23,11 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from flightdelay.config import HGBParams, LogRegParams
+from flightdelay.runtime import FEATURES, NUMERIC, Columns, FeatureTable, Matrix
 from flightdelay.schema import CATEGORICAL
 
-WEATHER = (
-    "temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip", "pressure", "visib",
-    "precip_3h", "visib_min_3h", "gust_max_3h", "pressure_chg_3h",
-)  # fmt: skip
-PLANE = ("plane_year", "seats", "engines")
-SCHEDULE = ("dep_min", "arr_min", "block_min", "day_of_week", "holiday_days", "distance")
-NUMERIC = SCHEDULE + WEATHER + PLANE
-FEATURES = NUMERIC + CATEGORICAL
 CATEGORICAL_IDX = [FEATURES.index(c) for c in CATEGORICAL]
 NUMERIC_IDX = [FEATURES.index(c) for c in NUMERIC]
-
-Columns = Mapping[str, Any]
-Matrix = NDArray[np.float64]
-
-
-def _minutes(hhmm: NDArray[Any]) -> Matrix:
-    clock = np.asarray(hhmm, dtype=np.float64)
-    minutes: Matrix = (clock // 100) * 60 + clock % 100
-    return minutes
-
-
-def _days(columns: Columns) -> NDArray[np.int64]:
-    """Days since 1970-01-01 of each flight's scheduled date."""
-    years = np.asarray(columns["year"], dtype=np.int64) - 1970
-    months = np.asarray(columns["month"], dtype=np.int64) - 1
-    first = years.astype("datetime64[Y]").astype("datetime64[M]") + months
-    dates = first.astype("datetime64[D]") + (np.asarray(columns["day"], dtype=np.int64) - 1)
-    return dates.astype(np.int64)
 
 
 class FlightFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
@@ -87,33 +62,7 @@ class FlightFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
 
     def transform(self, X: Columns) -> Matrix:  # noqa: N803
         """Accepts a DataFrame or any mapping of column name -> sequence."""
-        n = len(X["year"])
-        out = np.empty((n, len(FEATURES)), dtype=np.float64)
-        dep, arr = _minutes(X["sched_dep_time"]), _minutes(X["sched_arr_time"])
-        days = _days(X)
-        pos = np.searchsorted(self.holidays_, days)
-        after = np.abs(days - self.holidays_[np.maximum(pos - 1, 0)])
-        before = np.abs(self.holidays_[np.minimum(pos, len(self.holidays_) - 1)] - days)
-        derived = {
-            "dep_min": dep,
-            "arr_min": arr,
-            "block_min": (arr - dep) % 1440,
-            "day_of_week": (days + 3) % 7,  # 1970-01-01 was a Thursday; Monday is 0
-            "holiday_days": np.minimum(after, before),
-            "distance": np.asarray(X["distance"], dtype=np.float64),
-        }
-        for i, name in enumerate(SCHEDULE):
-            out[:, i] = derived[name]
-        for i, name in enumerate(WEATHER, start=len(SCHEDULE)):
-            out[:, i] = np.asarray(X[name], dtype=np.float64) if name in X else np.nan
-        missing = (np.nan, np.nan, np.nan)
-        plane = [self.planes_.get(t, missing) for t in X["tailnum"]] if "tailnum" in X else []
-        start = len(SCHEDULE) + len(WEATHER)
-        out[:, start : start + len(PLANE)] = np.asarray(plane, dtype=np.float64).reshape(n, -1)
-        for i, col in enumerate(CATEGORICAL, start=len(NUMERIC)):
-            codes = self.categories_[col]
-            out[:, i] = [codes.get(v, np.nan) for v in X[col]]
-        return out
+        return FeatureTable(self.categories_, self.planes_, self.holidays_).transform(X)
 
     def get_feature_names_out(self, input_features: object = None) -> NDArray[np.object_]:
         return np.asarray(FEATURES, dtype=object)

@@ -1,10 +1,11 @@
 """The one prediction path used by evaluate, benchmark and the service.
 
 ``predict_proba`` is the reference: the fitted sklearn Pipeline on a DataFrame of flight records.
-``Predictor`` wraps a fitted Pipeline for callers that hold plain records (the API, benchmark's
-single-row path): it scores them through the Pipeline compiled to plain arrays
-(``flightdelay.fastpath``), which gives the same probabilities without the Pipeline's per-call
-overhead, and falls back to the reference for a model the compiler does not support.
+``Predictor`` wraps a fitted Pipeline for callers that hold plain records (benchmark's fast path,
+the API when its model has no compiled form): it scores them through the Pipeline compiled to a
+``runtime.ServingModel`` (``flightdelay.fastpath``), which gives the same probabilities without
+the Pipeline's per-call overhead, and falls back to the reference for a model the compiler does
+not support. The API loads the saved ``ServingModel`` itself, without this module.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from numpy.typing import NDArray
 from sklearn.pipeline import Pipeline
 
 from flightdelay.artifacts import load_model
-from flightdelay.fastpath import FastModel, compile_pipeline
+from flightdelay.fastpath import compile_pipeline
+from flightdelay.runtime import ServingModel
 from flightdelay.schema import RECORD_COLUMNS
 
 Record = Mapping[str, Any]
@@ -44,15 +46,22 @@ class Predictor:
 
     Args:
         model: the fitted Pipeline (stays available as ``model``, the reference).
+        threads: cores the compiled trees may use on large inputs (default: every core).
     """
 
-    def __init__(self, model: Pipeline) -> None:
+    def __init__(self, model: Pipeline, threads: int | None = None) -> None:
         self.model = model
-        self.fast: FastModel | None = compile_pipeline(model)
+        self.fast: ServingModel | None = compile_pipeline(model, threads)
 
     @classmethod
-    def from_path(cls, path: str | Path) -> Predictor:
-        return cls(load_model(path))
+    def from_path(cls, path: str | Path, threads: int | None = None) -> Predictor:
+        return cls(load_model(path), threads)
+
+    @property
+    def categories(self) -> dict[str, dict[Any, int]]:
+        """The category code tables of the fitted ``FlightFeatures`` step."""
+        codes: dict[str, dict[Any, int]] = self.model.named_steps["features"].categories_
+        return codes
 
     def predict_records(self, flights: Sequence[Record]) -> NDArray[np.float64]:
         """Probabilities for flight records given as mappings of the ``Flight`` fields."""

@@ -1,7 +1,10 @@
 """The compiled path against the sklearn Pipeline (the reference): same features, same
-probabilities to 1e-6, through both the all-nodes walk (few rows) and the per-tree traversal."""
+probabilities to 1e-6, row by row and in bulk, compiled in memory and saved then read back."""
 
+import json
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,16 +17,17 @@ from conftest import PLANES, ROOT, make_records
 from flightdelay import benchmark
 from flightdelay.artifacts import load_model, save_model
 from flightdelay.config import BenchmarkParams, HGBParams, LogRegParams
-from flightdelay.fastpath import (
-    SMALL_ROWS,
-    CompiledTrees,
-    FastModel,
-    columns_features,
-    compile_pipeline,
-    record_features,
-)
+from flightdelay.fastpath import compile_pipeline, feature_table
 from flightdelay.model import FlightFeatures, build
 from flightdelay.predict import predict_proba
+from flightdelay.runtime import (
+    MANIFEST,
+    PARALLEL_ROWS,
+    SMALL_ROWS,
+    ServingModel,
+    ServingModelError,
+    TreeScorer,
+)
 from flightdelay.schema import TARGET
 
 FEATURES_DIR = ROOT / "data" / "features"
@@ -59,13 +63,19 @@ def fitted(synthetic: tuple[pd.DataFrame, pd.DataFrame]) -> dict[str, Pipeline]:
     return {name: _fit(name, synthetic[0], PLANES) for name in PARAMS}
 
 
-def _fast(model: Pipeline) -> FastModel:
+def _fast(model: Pipeline) -> ServingModel:
     fast = compile_pipeline(model)
     assert fast is not None
     return fast
 
 
-def _in_chunks(fast: FastModel, records: list[dict[str, object]], size: int) -> np.ndarray:
+def _saved(model: Pipeline, directory: Path) -> ServingModel:
+    """Compiled, saved and read back, as the API loads it."""
+    _fast(model).save(directory)
+    return ServingModel.load(directory)
+
+
+def _in_chunks(fast: ServingModel, records: list[dict[str, object]], size: int) -> np.ndarray:
     parts = [fast.predict_records(records[i : i + size]) for i in range(0, len(records), size)]
     return np.concatenate(parts)
 
@@ -83,8 +93,9 @@ def test_row_and_column_features_equal_transform(synthetic: tuple[pd.DataFrame, 
     del records[2]["temp"]  # an absent weather key is missing, like an absent column
     frame = pd.DataFrame(records)
     expected = features.transform(frame)
-    np.testing.assert_array_equal(record_features(features, records), expected)
-    np.testing.assert_array_equal(columns_features(features, records), expected)
+    table = feature_table(features)
+    np.testing.assert_array_equal(table.rows(records), expected)
+    np.testing.assert_array_equal(table.columns(records), expected)
 
 
 @pytest.mark.parametrize("name", ["hgb", "logreg"])
@@ -100,13 +111,95 @@ def test_compiled_equals_pipeline(
     np.testing.assert_allclose(got, predict_proba(model, scored), rtol=0, atol=1e-6)
 
 
-def test_compiled_trees_cover_categorical_and_missing_splits(fitted: dict[str, Pipeline]) -> None:
-    """The synthetic model must exercise the branches the equality test is meant to check."""
+@pytest.mark.parametrize("name", ["hgb", "logreg"])
+def test_saved_and_loaded_equals_pipeline(
+    name: str,
+    synthetic: tuple[pd.DataFrame, pd.DataFrame],
+    fitted: dict[str, Pipeline],
+    tmp_path: Path,
+) -> None:
+    """The files the API reads give the Pipeline's probabilities, one row and all rows."""
+    scored, model = synthetic[1], fitted[name]
+    loaded, records = _saved(model, tmp_path), _records(scored)
+    expected = predict_proba(model, scored)
+    np.testing.assert_allclose(loaded.predict_records(records), expected, rtol=0, atol=1e-6)
+    single = [loaded.predict_records([r])[0] for r in records[:20]]
+    np.testing.assert_allclose(single, expected[:20], rtol=0, atol=1e-6)
+    assert loaded.categories == model.named_steps["features"].categories_
+
+
+def test_large_inputs_run_on_several_threads_with_the_same_result(
+    synthetic: tuple[pd.DataFrame, pd.DataFrame], fitted: dict[str, Pipeline]
+) -> None:
+    scored, model = synthetic[1], fitted["hgb"]
+    frame = pd.concat([scored] * (PARALLEL_ROWS // len(scored) + 1), ignore_index=True)
+    two = compile_pipeline(model, threads=2)
+    assert two is not None
+    got = two.predict_records(_records(frame))
+    assert isinstance(two.scorer, TreeScorer)
+    assert two.scorer._parallel is not None  # the multi-threaded session did the work
+    np.testing.assert_allclose(got, predict_proba(model, frame), rtol=0, atol=1e-6)
+
+
+def test_compiled_trees_cover_categorical_missing_and_stump_splits(
+    fitted: dict[str, Pipeline], synthetic: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
+    """The synthetic model must exercise the branches the equality test is meant to check;
+    a single-leaf tree (learning nothing) compiles too."""
+    import onnx  # noqa: PLC0415
+
     scorer = _fast(fitted["hgb"]).scorer
-    assert isinstance(scorer, CompiledTrees)
-    assert scorer.n_cat > 0
-    assert scorer.n_num > 0
-    assert scorer.depth >= 2
+    assert isinstance(scorer, TreeScorer)
+    (node,) = onnx.load_from_string(scorer.onnx).graph.node
+    attrs = {a.name: a for a in node.attribute}
+    modes = onnx.numpy_helper.to_array(attrs["nodes_modes"].t).tolist()
+    assert 6 in modes  # categorical: set membership
+    assert 0 in modes  # numeric: x <= threshold
+    assert 0 in attrs["nodes_missing_value_tracks_true"].ints
+    assert 1 in attrs["nodes_missing_value_tracks_true"].ints
+    train = synthetic[0]
+    stump = build("hgb", HGBParams(max_iter=3, min_samples_leaf=10**6), 7, PLANES)
+    stump.fit(train.drop(columns=[TARGET]), train[TARGET])
+    got = _fast(stump).predict_records(_records(synthetic[1]))
+    np.testing.assert_allclose(got, predict_proba(stump, synthetic[1]), rtol=0, atol=1e-6)
+
+
+def test_loading_needs_neither_sklearn_nor_pandas(
+    fitted: dict[str, Pipeline], tmp_path: Path
+) -> None:
+    """The API's worker process: load the saved model and score, with no sklearn/pandas import."""
+    _fast(fitted["hgb"]).save(tmp_path)
+    code = (
+        "import json, sys\n"
+        "from flightdelay.runtime import ServingModel\n"
+        f"model = ServingModel.load({str(tmp_path)!r}, threads=1)\n"
+        "flight = dict(year=2013, month=1, day=1, sched_dep_time=900, sched_arr_time=1200,\n"
+        "              carrier='UA', origin='EWR', dest='ORD', distance=719, tailnum='N1')\n"
+        "p = float(model.predict_records([flight])[0])\n"
+        "heavy = [m for m in ('sklearn', 'scipy', 'pandas', 'pyarrow') if m in sys.modules]\n"
+        "print(json.dumps({'p': p, 'heavy': heavy}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout)
+    assert 0.0 < result["p"] < 1.0
+    assert result["heavy"] == []
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda d: (d / MANIFEST).unlink(), "cannot read the serving model"),
+        (lambda d: (d / "trees.onnx").unlink(), "incomplete serving model"),
+        (lambda d: (d / MANIFEST).write_text('{"format": 99}'), "format 99"),
+    ],
+)
+def test_a_damaged_serving_model_is_a_clear_error(
+    damage: object, message: str, fitted: dict[str, Pipeline], tmp_path: Path
+) -> None:
+    _fast(fitted["hgb"]).save(tmp_path)
+    damage(tmp_path)  # type: ignore[operator]
+    with pytest.raises(ServingModelError, match=message):
+        ServingModel.load(tmp_path)
 
 
 def test_unsupported_model_falls_back_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
@@ -126,38 +219,34 @@ def _whole_test_set() -> pd.DataFrame:
     return pd.read_parquet(path).drop(columns=[TARGET])
 
 
-def _check_whole_test_set(model: Pipeline, test: pd.DataFrame) -> None:
-    """Bulk path, row-by-row features and (for trees) the all-nodes walk on every test row, plus
-    the public single-row call on a spread of rows."""
-    fast, records = _fast(model), _records(test)
+def _check_whole_test_set(model: Pipeline, test: pd.DataFrame, directory: Path) -> None:
+    """Bulk path and row-by-row features on every test row, saved and read back, plus the public
+    single-row call on a spread of rows."""
+    fast, records = _saved(model, directory), _records(test)
     expected = predict_proba(model, test)
     np.testing.assert_allclose(fast.predict_records(records), expected, rtol=0, atol=1e-6)
-    matrix = record_features(fast.features, records)
-    np.testing.assert_array_equal(matrix, fast.features.transform(test))
-    if isinstance(fast.scorer, CompiledTrees):
-        trees = fast.scorer
-        raw = [trees._walk(trees.tree_input(matrix[i : i + 512])) for i in range(0, len(test), 512)]
-        walked = 1 / (1 + np.exp(-np.concatenate(raw)))
-        np.testing.assert_allclose(walked, expected, rtol=0, atol=1e-6)
+    matrix = fast.features.rows(records)
+    np.testing.assert_array_equal(matrix, model.named_steps["features"].transform(test))
+    np.testing.assert_allclose(fast.scorer.proba(matrix), expected, rtol=0, atol=1e-6)
     spread = range(0, len(records), 97)
     single = [fast.predict_records([records[i]])[0] for i in spread]
     np.testing.assert_allclose(single, expected[list(spread)], rtol=0, atol=1e-6)
 
 
 @pytest.mark.slow
-def test_real_model_on_the_whole_test_set() -> None:
+def test_real_model_on_the_whole_test_set(tmp_path: Path) -> None:
     test = _whole_test_set()
     if not Path(MODEL).exists():
         pytest.skip(f"{MODEL} not present (run the pipeline first)")
-    _check_whole_test_set(load_model(MODEL), test)
+    _check_whole_test_set(load_model(MODEL), test, tmp_path)
 
 
 @pytest.mark.parametrize("name", ["hgb", "logreg"])
-def test_models_fitted_on_a_sample_on_the_whole_test_set(name: str) -> None:
+def test_models_fitted_on_a_sample_on_the_whole_test_set(name: str, tmp_path: Path) -> None:
     test = _whole_test_set()
     train = pd.read_parquet(FEATURES_DIR / "train.parquet").sample(frac=0.03, random_state=1)
     planes = pd.read_parquet(FEATURES_DIR / "planes.parquet")
-    _check_whole_test_set(_fit(name, train, planes), test)
+    _check_whole_test_set(_fit(name, train, planes), test, tmp_path)
 
 
 def test_benchmark_reports_both_paths_and_their_ratio(
@@ -173,5 +262,6 @@ def test_benchmark_reports_both_paths_and_their_ratio(
     ratio = result["single_row_ms_p50"] / result["fast_single_row_ms_p50"]
     assert result["single_row_speedup"] == pytest.approx(ratio)
     assert result["fast_compiled"] == 1.0
+    assert result["served_load_ms_median"] > 0
     assert result["fast_max_abs_diff"] < 1e-6
     assert all(isinstance(v, float) for v in result.values())  # flat: numbers only

@@ -1,0 +1,429 @@
+"""The served model: features and scorer as plain arrays, loaded without scikit-learn or pandas.
+
+``flightdelay.fastpath`` compiles a fitted Pipeline into a ``ServingModel``; ``save`` writes it as
+three files next to the pickled Pipeline in the BentoML model, and ``load`` reads them back with
+numpy and onnxruntime alone. So the API's workers never import scikit-learn, scipy, pandas or
+pyarrow (about 150 MB per process), and one flight is scored in microseconds:
+
+* features: the lookups ``FlightFeatures`` learned in ``fit`` (category codes, aircraft by tail
+  number, federal holidays), applied row by row in plain Python for a few rows and column-wise in
+  numpy for more. ``FlightFeatures.transform`` itself runs ``FeatureTable.transform``;
+* trees: the HistGradientBoostingClassifier's trees as one ONNX ``TreeEnsemble`` (double
+  precision, categorical splits as set membership), run by onnxruntime;
+* linear: the logreg candidate's imputer, scaler, one-hot and coefficients as one affine map.
+
+The sklearn Pipeline stays the reference: the tests hold the two to 1e-6 on whole test sets.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import json
+import math
+import operator
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from flightdelay.schema import CATEGORICAL, RECORD_COLUMNS
+
+WEATHER = (
+    "temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip", "pressure", "visib",
+    "precip_3h", "visib_min_3h", "gust_max_3h", "pressure_chg_3h",
+)  # fmt: skip
+PLANE = ("plane_year", "seats", "engines")
+SCHEDULE = ("dep_min", "arr_min", "block_min", "day_of_week", "holiday_days", "distance")
+NUMERIC = SCHEDULE + WEATHER + PLANE
+FEATURES = NUMERIC + CATEGORICAL
+
+#: inputs up to this many rows build their features row by row in plain Python
+SMALL_ROWS = 4
+#: inputs from this many rows run the trees on every core (when the model was loaded for that)
+PARALLEL_ROWS = 2000
+#: files of a saved ServingModel
+MANIFEST, ARRAYS, TREES = "serving.json", "serving.npz", "trees.onnx"
+FORMAT = 1
+
+Record = Mapping[str, Any]
+Columns = Mapping[str, Any]
+Matrix = NDArray[np.float64]
+_EPOCH = dt.date(1970, 1, 1).toordinal()
+_NO_PLANE = (math.nan, math.nan, math.nan)
+_FIELDS = operator.itemgetter(*RECORD_COLUMNS)
+
+
+class ServingModelError(Exception):
+    """A saved ServingModel that cannot be read: the message names the file and the problem."""
+
+
+def _minutes(hhmm: Any) -> Matrix:
+    clock = np.asarray(hhmm, dtype=np.float64)
+    minutes: Matrix = (clock // 100) * 60 + clock % 100
+    return minutes
+
+
+def _days(columns: Columns) -> NDArray[np.int64]:
+    """Days since 1970-01-01 of each flight's scheduled date (a day past the month's end rolls
+    over, as numpy's datetime64 does)."""
+    years = np.asarray(columns["year"], dtype=np.int64) - 1970
+    months = np.asarray(columns["month"], dtype=np.int64) - 1
+    first = years.astype("datetime64[Y]").astype("datetime64[M]") + months
+    dates = first.astype("datetime64[D]") + (np.asarray(columns["day"], dtype=np.int64) - 1)
+    return dates.astype(np.int64)
+
+
+def _clock(hhmm: Any) -> float:
+    """``_minutes`` of one value, in plain Python."""
+    clock = float(hhmm)
+    return (clock // 100) * 60 + clock % 100
+
+
+def _float(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def sigmoid(raw: Matrix) -> Matrix:
+    proba: Matrix = 1.0 / (1.0 + np.exp(-raw))
+    return proba
+
+
+@dataclass
+class FeatureTable:
+    """Flight records -> float matrix with the columns of ``FEATURES``.
+
+    Attributes:
+        categories: column -> value -> code (unseen values become NaN, i.e. missing).
+        planes: tail number -> (year, seats, engines).
+        holidays: US federal holidays as days since 1970-01-01, sorted.
+    """
+
+    categories: Mapping[str, Mapping[Any, int]]
+    planes: Mapping[Any, tuple[float, ...]]
+    holidays: NDArray[np.int64]
+
+    def transform(self, columns: Columns) -> Matrix:
+        """Features of a DataFrame or any mapping of column name -> sequence."""
+        n = len(columns["year"])
+        out = np.empty((n, len(FEATURES)), dtype=np.float64)
+        dep, arr = _minutes(columns["sched_dep_time"]), _minutes(columns["sched_arr_time"])
+        days, holidays = _days(columns), self.holidays
+        pos = np.searchsorted(holidays, days)
+        after = np.abs(days - holidays[np.maximum(pos - 1, 0)])
+        before = np.abs(holidays[np.minimum(pos, len(holidays) - 1)] - days)
+        derived = {
+            "dep_min": dep,
+            "arr_min": arr,
+            "block_min": (arr - dep) % 1440,
+            "day_of_week": (days + 3) % 7,  # 1970-01-01 was a Thursday; Monday is 0
+            "holiday_days": np.minimum(after, before),
+            "distance": np.asarray(columns["distance"], dtype=np.float64),
+        }
+        for i, name in enumerate(SCHEDULE):
+            out[:, i] = derived[name]
+        for i, name in enumerate(WEATHER, start=len(SCHEDULE)):
+            out[:, i] = np.asarray(columns[name], dtype=np.float64) if name in columns else np.nan
+        tails = columns["tailnum"] if "tailnum" in columns else [None] * n
+        plane = [self.planes.get(t, _NO_PLANE) for t in tails]
+        start = len(SCHEDULE) + len(WEATHER)
+        out[:, start : start + len(PLANE)] = np.asarray(plane, dtype=np.float64).reshape(n, -1)
+        for i, col in enumerate(CATEGORICAL, start=len(NUMERIC)):
+            codes = self.categories[col]
+            out[:, i] = [codes.get(v, np.nan) for v in columns[col]]
+        return out
+
+    def rows(self, records: Sequence[Record]) -> Matrix:
+        """``transform`` of flight records, computed row by row (fast for a few rows).
+
+        Same arithmetic: a day past the month's end rolls over like numpy's datetime64, clock
+        times use float floor division and remainder.
+        """
+        holidays = self.holidays.tolist()
+        last = len(holidays) - 1
+        rows = []
+        for r in records:
+            dep, arr = _clock(r["sched_dep_time"]), _clock(r["sched_arr_time"])
+            first = dt.date(int(r["year"]), int(r["month"]), 1).toordinal() - _EPOCH
+            days = first + int(r["day"]) - 1
+            pos = bisect.bisect_left(holidays, days)
+            near = min(abs(days - holidays[max(pos - 1, 0)]), abs(holidays[min(pos, last)] - days))
+            row = [dep, arr, (arr - dep) % 1440, (days + 3) % 7, near, float(r["distance"])]
+            row += [_float(r.get(name)) for name in WEATHER]
+            row += self.planes.get(r.get("tailnum"), _NO_PLANE)
+            row += [self.categories[col].get(r[col], math.nan) for col in CATEGORICAL]
+            rows.append(row)
+        return np.array(rows, dtype=np.float64).reshape(len(rows), len(FEATURES))
+
+    def columns(self, records: Sequence[Record]) -> Matrix:
+        """``transform`` of flight records through columns of plain tuples (fast for many rows).
+
+        Records with every field (``Flight`` values, as the API passes them) are read with one
+        C-level ``itemgetter`` call each; records missing optional fields read those as None.
+        """
+        try:
+            rows = [_FIELDS(r) for r in records]
+        except KeyError:
+            rows = [tuple(r.get(name) for name in RECORD_COLUMNS) for r in records]
+        return self.transform(dict(zip(RECORD_COLUMNS, zip(*rows, strict=True), strict=True)))
+
+
+def encode(values: Matrix, categories: Matrix) -> Matrix:
+    """OrdinalEncoder(unknown -> NaN, missing -> NaN) of one column."""
+    if len(categories) == 0:
+        return np.full(len(values), np.nan)
+    pos = np.minimum(np.searchsorted(categories, values), len(categories) - 1)
+    return np.where(categories[pos] == values, pos.astype(np.float64), np.nan)
+
+
+class Scorer(Protocol):
+    """Probability of the positive class for rows of ``FeatureTable`` output."""
+
+    kind: str
+
+    def proba(self, X: Matrix) -> Matrix: ...  # noqa: N803
+
+    def state(self) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
+        """Scalars (JSON) and arrays (npz) that ``load`` turns back into this scorer."""
+        ...
+
+
+def _session(onnx: bytes, threads: int) -> Any:
+    import onnxruntime as ort  # noqa: PLC0415 - only the trees need it
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(onnx, options, providers=["CPUExecutionProvider"])
+
+
+class TreeScorer:
+    """The classifier's trees as an ONNX TreeEnsemble, run by onnxruntime.
+
+    Args:
+        onnx: the serialized model (input ``X``: float64 rows in ``order``; output: raw score).
+        order: ``FeatureTable`` column of each tree input column.
+        encoders: per leading tree input column, the categories of the classifier's own
+            ordinal encoding (category code -> bin).
+        baseline: the raw score before the first tree.
+        threads: cores for inputs of ``PARALLEL_ROWS`` rows or more (1: never more than one).
+    """
+
+    kind = "trees"
+
+    def __init__(
+        self,
+        onnx: bytes,
+        order: Sequence[int],
+        encoders: Sequence[Matrix],
+        baseline: float,
+        threads: int = 1,
+    ) -> None:
+        self.onnx, self.order, self.encoders = onnx, list(order), list(encoders)
+        self.baseline, self.threads = float(baseline), max(1, threads)
+        self._single = _session(onnx, 1)
+        self._parallel: Any = None
+
+    def tree_input(self, X: Matrix) -> Matrix:  # noqa: N803
+        """FeatureTable output -> the classifier's own column order and category codes."""
+        out = X[:, self.order]
+        for j, categories in enumerate(self.encoders):
+            out[:, j] = encode(out[:, j], categories)
+        return out
+
+    def raw(self, Xt: Matrix) -> Matrix:  # noqa: N803
+        session = self._single
+        if self.threads > 1 and len(Xt) >= PARALLEL_ROWS:
+            if self._parallel is None:
+                self._parallel = _session(self.onnx, self.threads)
+            session = self._parallel
+        scores: Matrix = session.run(None, {"X": Xt})[0][:, 0]
+        return self.baseline + scores
+
+    def proba(self, X: Matrix) -> Matrix:  # noqa: N803
+        return sigmoid(self.raw(self.tree_input(X)))
+
+    def state(self) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
+        arrays = {f"encoder_{j}": c for j, c in enumerate(self.encoders)}
+        meta = {"order": self.order, "encoders": len(self.encoders), "baseline": self.baseline}
+        return meta, arrays
+
+    @classmethod
+    def load(
+        cls, meta: Mapping[str, Any], arrays: Mapping[str, Matrix], directory: Path, threads: int
+    ) -> TreeScorer:
+        encoders = [arrays[f"encoder_{j}"] for j in range(int(meta["encoders"]))]
+        onnx = (directory / TREES).read_bytes()
+        return cls(onnx, meta["order"], encoders, meta["baseline"], threads)
+
+
+@dataclass(kw_only=True)
+class LinearScorer:
+    """Imputer + scaler on numerics, imputer + one-hot on categories, then logistic regression,
+    folded into one affine map (``fastpath`` reads the fitted steps into these arrays).
+
+    Attributes:
+        num_cols, fill, weights, intercept: numeric columns, their imputed values, their
+            weights divided by the scale, and the intercept with the centring folded in.
+        cat_cols, cat_fill, categories, cat_weights: categorical columns, the value imputed
+            for missing ones, per column the one-hot categories and their weights.
+    """
+
+    kind: ClassVar[str] = "linear"
+    num_cols: list[int]
+    fill: Matrix
+    weights: Matrix
+    intercept: float
+    cat_cols: list[int]
+    cat_fill: float
+    categories: list[Matrix]
+    cat_weights: list[Matrix]
+
+    def proba(self, X: Matrix) -> Matrix:  # noqa: N803
+        numeric = X[:, self.num_cols]
+        raw = self.intercept + np.where(np.isnan(numeric), self.fill, numeric) @ self.weights
+        for col, cats, weights in zip(
+            self.cat_cols, self.categories, self.cat_weights, strict=True
+        ):
+            code = encode(np.nan_to_num(X[:, col], nan=self.cat_fill), cats)
+            known = ~np.isnan(code)
+            raw = raw + np.where(known, weights[np.where(known, code, 0).astype(np.intp)], 0.0)
+        return sigmoid(raw)
+
+    def state(self) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
+        meta = {
+            "num_cols": self.num_cols,
+            "intercept": self.intercept,
+            "cat_cols": self.cat_cols,
+            "cat_fill": self.cat_fill,
+        }
+        arrays = {"fill": self.fill, "weights": self.weights}
+        for j, (cats, weights) in enumerate(zip(self.categories, self.cat_weights, strict=True)):
+            arrays[f"categories_{j}"], arrays[f"cat_weights_{j}"] = cats, weights
+        return meta, arrays
+
+    @classmethod
+    def load(
+        cls, meta: Mapping[str, Any], arrays: Mapping[str, Matrix], directory: Path, threads: int
+    ) -> LinearScorer:
+        n = len(meta["cat_cols"])
+        return cls(
+            num_cols=meta["num_cols"],
+            fill=arrays["fill"],
+            weights=arrays["weights"],
+            intercept=meta["intercept"],
+            cat_cols=meta["cat_cols"],
+            cat_fill=meta["cat_fill"],
+            categories=[arrays[f"categories_{j}"] for j in range(n)],
+            cat_weights=[arrays[f"cat_weights_{j}"] for j in range(n)],
+        )
+
+
+def _by_code(codes: Mapping[Any, int]) -> list[Any]:
+    """A value -> code table as the list of values in code order (codes are 0..n-1)."""
+    return sorted(codes, key=codes.__getitem__)
+
+
+SCORERS: dict[str, type[TreeScorer] | type[LinearScorer]] = {
+    "trees": TreeScorer,
+    "linear": LinearScorer,
+}
+
+
+class ServingModel:
+    """Features plus a scorer: ``predict_records`` equals the Pipeline's probabilities.
+
+    Read-only after construction, so one instance may serve concurrent callers.
+    """
+
+    def __init__(self, features: FeatureTable, scorer: TreeScorer | LinearScorer) -> None:
+        self.features = features
+        self.scorer = scorer
+
+    @property
+    def categories(self) -> Mapping[str, Mapping[Any, int]]:
+        return self.features.categories
+
+    def predict_records(self, records: Sequence[Record]) -> Matrix:
+        """Probability that each flight (a mapping of ``Flight`` fields) arrives late."""
+        if not records:
+            return np.empty(0, dtype=np.float64)
+        build = self.features.rows if len(records) <= SMALL_ROWS else self.features.columns
+        return self.scorer.proba(build(records))
+
+    def save(self, directory: str | Path) -> None:
+        """Write ``MANIFEST``, ``ARRAYS`` (and ``TREES`` for trees) into ``directory``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        meta, arrays = self.scorer.state()
+        tails = list(self.features.planes)
+        manifest = {
+            "format": FORMAT,
+            "features": list(FEATURES),
+            "scorer": self.scorer.kind,
+            "categories": {c: _by_code(self.features.categories[c]) for c in CATEGORICAL},
+            **meta,
+        }
+        planes = np.asarray([self.features.planes[t] for t in tails], dtype=np.float64)
+        arrays |= {
+            "holidays": self.features.holidays,
+            "plane_tails": np.asarray(tails, dtype=np.str_),
+            "plane_values": planes.reshape(len(tails), len(PLANE)),
+        }
+        if isinstance(self.scorer, TreeScorer):
+            (directory / TREES).write_bytes(self.scorer.onnx)
+        with (directory / ARRAYS).open("wb") as out:
+            np.savez(out, allow_pickle=False, **arrays)
+        (directory / MANIFEST).write_text(json.dumps(manifest) + "\n", encoding="utf-8")
+
+    @staticmethod
+    def saved_in(directory: str | Path) -> bool:
+        return (Path(directory) / MANIFEST).is_file()
+
+    @classmethod
+    def load(cls, directory: str | Path, threads: int | None = None) -> ServingModel:
+        """Read a model written by ``save``.
+
+        Args:
+            directory: where ``save`` wrote it.
+            threads: cores for large inputs (default: every core; the API's workers pass 1).
+
+        Raises:
+            ServingModelError: a missing or unreadable file, another format or feature list.
+        """
+        directory = Path(directory)
+        try:
+            manifest = json.loads((directory / MANIFEST).read_text("utf-8"))
+            with np.load(directory / ARRAYS, allow_pickle=False) as npz:
+                arrays = {name: npz[name] for name in npz.files}
+        except (OSError, ValueError) as exc:
+            raise ServingModelError(f"{directory}: cannot read the serving model: {exc}") from exc
+        if (
+            manifest.get("format") != FORMAT
+            or manifest.get("features") != list(FEATURES)
+            or manifest.get("scorer") not in SCORERS
+        ):
+            raise ServingModelError(
+                f"{directory / MANIFEST}: format {manifest.get('format')!r}, scorer "
+                f"{manifest.get('scorer')!r}, features {manifest.get('features')!r}; this code "
+                f"reads format {FORMAT}, scorers {sorted(SCORERS)}, features {list(FEATURES)}"
+            )
+        try:
+            scorer = SCORERS[manifest["scorer"]].load(
+                manifest, arrays, directory, threads or os.cpu_count() or 1
+            )
+            tails, values = arrays["plane_tails"].tolist(), manifest["categories"]
+            features = FeatureTable(
+                categories={col: {v: i for i, v in enumerate(values[col])} for col in CATEGORICAL},
+                planes=dict(zip(tails, map(tuple, arrays["plane_values"].tolist()), strict=True)),
+                holidays=arrays["holidays"],
+            )
+        except (KeyError, OSError) as exc:
+            raise ServingModelError(f"{directory}: incomplete serving model: {exc!r}") from exc
+        return cls(features, scorer)
