@@ -28,19 +28,22 @@ import yaml
 
 from flightdelay.artifacts import StageError, load_model, run_main
 from flightdelay.config import Params, load_params
+from flightdelay.fastpath import compile_pipeline
 
 log = logging.getLogger(__name__)
 
 BENTO_NAME = "flight-delay"
 MODEL_NAME = "flight-delay-model"
 MODEL_FILE = "model.joblib"
-#: the distributions the service imports (directly, through flightdelay's modules, or when it
-#: unpickles the model: pandas 3 keeps the string columns of the planes table as Arrow arrays),
-#: plus the compiled HTTP parser and event loop that uvicorn picks up when they are installed
+#: the distributions the service imports: the compiled model needs numpy and onnxruntime; a model
+#: without a compiled form is served by its Pipeline, which needs the rest (pandas 3 keeps the
+#: string columns of the planes table as Arrow arrays); plus the compiled HTTP parser and event
+#: loop that uvicorn picks up when they are installed
 SERVICE_ROOTS = (
     "bentoml",
     "httptools",
     "joblib",
+    "onnxruntime",
     "numpy",
     "pandas",
     "pandera",
@@ -196,9 +199,12 @@ def import_model(model_path: Path, params_path: Path, metrics_path: Path, releas
         "params_hash": params_hash(params),
         "sha256": digest,
     }
+    serving = compile_pipeline(model, threads=1)
     with bentoml.models.create(tag, module="flightdelay", labels=labels, metadata=metadata) as out:
         shutil.copy2(model_path, out.path_of(MODEL_FILE))
-    log.info("imported %s as %s", model_path, tag)
+        if serving is not None:  # what the API loads; without it, the API loads the Pipeline
+            serving.save(out.path)
+    log.info("imported %s as %s (%s)", model_path, tag, "compiled" if serving else "Pipeline only")
     return tag
 
 

@@ -1,7 +1,7 @@
 """The BentoML HTTP API: ``POST /predict`` (adaptive batching) and ``GET /metadata``.
 
 Thin on purpose: the request is the pydantic ``Flight`` contract, predictions go through
-``flightdelay.predict.Predictor`` (the path evaluate and benchmark use), the answer is
+``flightdelay.runtime.ServingModel`` (the compiled path benchmark measures), the answer is
 ``Prediction``. The model, its decision threshold and its metadata come from the BentoML model
 ``flight-delay-model`` that ``flightdelay.release`` imports.
 
@@ -10,13 +10,15 @@ Environment (read when the service class is defined, i.e. at ``bentoml serve`` s
 (flights per request, default 1000), ``FLIGHTDELAY_MAX_BODY_BYTES`` (request body limit, default
 2 MiB: larger bodies get a 413 before anything is parsed), ``FLIGHTDELAY_MAX_LATENCY_MS``
 (batching budget, default 5000), ``FLIGHTDELAY_WORKERS`` (server processes, default 2: one per
-core of the reference machine; each holds its own copy of the model stack, about 250 MB RSS),
+core of the reference machine; each holds its own copy of the served model, about 120 MB RSS),
 ``FLIGHTDELAY_ACCESS_LOG`` (``1`` turns the per-request access log on; it costs about a quarter
 of the throughput).
 
 Importing this module loads BentoML and pydantic only: ``bentoml serve`` imports it in its
-supervising process too, and the model's stack (pandas, scikit-learn) is loaded by the worker
-that serves, in ``FlightDelay.__init__``.
+supervising process too. The worker that serves loads, in ``FlightDelay.__init__``, the compiled
+``runtime.ServingModel`` that ``flightdelay.release`` saved beside the Pipeline (numpy and
+onnxruntime; no scikit-learn, scipy, pandas or pyarrow), and falls back to the Pipeline itself
+for a model without one.
 """
 
 from __future__ import annotations
@@ -209,13 +211,18 @@ class FlightDelay:
     )
 
     def __init__(self) -> None:
-        from flightdelay.artifacts import load_model  # noqa: PLC0415 - see the module docstring
-        from flightdelay.predict import Predictor  # noqa: PLC0415
+        from flightdelay.runtime import ServingModel  # noqa: PLC0415 - see the module docstring
 
         stored = self.model_ref
-        model = load_model(stored.path_of(MODEL_FILE))
-        self.predictor = Predictor(model)
-        self.categories: dict[str, dict[Any, int]] = model.named_steps["features"].categories_
+        self.predictor: Any
+        if ServingModel.saved_in(stored.path):
+            self.predictor = ServingModel.load(stored.path, threads=1)
+        else:  # a model the compiler does not support: the sklearn Pipeline serves
+            from flightdelay.predict import Predictor  # noqa: PLC0415
+
+            log.warning("%s has no serving model: loading the sklearn Pipeline", stored.tag)
+            self.predictor = Predictor.from_path(stored.path_of(MODEL_FILE), threads=1)
+        self.categories: Mapping[str, Mapping[Any, int]] = self.predictor.categories
         info = stored.info
         self.threshold = float(info.metadata["threshold"])
         self.version = str(stored.tag.version)
