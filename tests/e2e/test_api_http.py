@@ -21,11 +21,15 @@ from typing import Any
 import httpx
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 import yaml
 from bento_helpers import Server, release, release_repo, serving, tags
 
-from flightdelay.artifacts import load_model
+from flightdelay.artifacts import load_model, save_model
+from flightdelay.config import HGBParams
+from flightdelay.fastpath import compile_pipeline
+from flightdelay.model import build
 from flightdelay.predict import predict_proba, records_frame
 from flightdelay.release import SERVICE_ROOTS, requirements_from_lock
 from flightdelay.schema import CATEGORICAL, TARGET, Flight
@@ -191,29 +195,84 @@ def test_health_metrics_and_docs(server: Server) -> None:
     assert spec["components"]["schemas"]["Flight"]["required"][:3] == ["year", "month", "day"]
 
 
+def test_workers_serve_the_compiled_model_without_sklearn_or_pandas(server: Server) -> None:
+    """release saved the ServingModel, so no process of the server maps the compiled code of
+    scikit-learn, scipy, pandas or pyarrow (about 150 MB per worker)."""
+    root = psutil.Process(server.pid)
+    workers = root.children(recursive=True)
+    assert workers
+    paths = {m.path for p in [root, *workers] for m in p.memory_maps()}
+    assert any("/numpy" in path for path in paths)  # the workers' own libraries are listed
+    heavy = sorted(p for p in paths if re.search(r"/(sklearn|scipy|pandas|pyarrow)/", p))
+    assert heavy == []
+    assert "no serving model" not in server.log.read_text()
+
+
+@pytest.fixture(scope="module")
+def tree_repo(small_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A release repository whose model is the hgb candidate (the sampled run may pick logreg)."""
+    repo = release_repo(tmp_path_factory.mktemp("trees"), small_repo)
+    train = pd.read_parquet(small_repo / "data/features/train.parquet")
+    planes = pd.read_parquet(small_repo / "data/features/planes.parquet")
+    model = build("hgb", HGBParams(max_iter=30, min_samples_leaf=20), 1, planes)
+    save_model(model.fit(train.drop(columns=[TARGET]), train[TARGET]), repo / "models/model.joblib")
+    return repo
+
+
+def test_a_tree_model_is_served_through_onnxruntime_with_the_reference_answers(
+    tree_repo: Path, test_rows: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    home = tmp_path_factory.mktemp("bentoml-trees")
+    release(tree_repo, home, "bento")
+    bento = str(tags(tree_repo, home)["bento"])
+    with serving(bento, home, home / "serve.log") as srv:
+        batch = post(srv, as_json(test_rows))
+        singles = [post(srv, as_json(test_rows.iloc[[i]])) for i in range(5)]
+        root = psutil.Process(srv.pid)
+        paths = {m.path for p in root.children(recursive=True) for m in p.memory_maps()}
+    assert batch.status_code == 200, batch.text
+    expected = predict_proba(load_model(tree_repo / "models/model.joblib"), test_rows)
+    got = np.array([a["probability"] for a in batch.json()])
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
+    one = [r.json()[0]["probability"] for r in singles]
+    np.testing.assert_allclose(one, expected[:5], rtol=0, atol=1e-9)
+    assert any("/onnxruntime/" in path for path in paths)
+    assert not any("/sklearn/" in path for path in paths)
+
+
 IMPORTED = """
 import importlib.metadata as md, json, re, sys
 import flightdelay.service, joblib
-joblib.load(sys.argv[1])
+import onnxruntime  # what the ServingModel of a tree model runs on (imported when it loads)
+from flightdelay.runtime import ServingModel
+joblib.load(sys.argv[1])  # a model without a compiled form: the service loads the Pipeline
+from flightdelay.schema import Flight
+ServingModel.load(sys.argv[2]).predict_records(Flight.model_config["json_schema_extra"]["examples"])
 dists = md.packages_distributions()
 names = {d for m in list(sys.modules) for d in dists.get(m.split(".")[0], [])}
 print(json.dumps(sorted({re.sub(r"[-_.]+", "-", n).lower() for n in names})))
 """
 
 
-def test_bento_packages_cover_what_the_service_imports(small_repo: Path) -> None:
+def test_bento_packages_cover_what_the_service_imports(small_repo: Path, tmp_path: Path) -> None:
     """The image installs only the Bento's packages: a module the service or the model's pickle
     needs beyond them would fail only in the container."""
-    model = str(small_repo / "models/model.joblib")
+    model = small_repo / "models/model.joblib"
+    serving_model = compile_pipeline(load_model(model))
+    assert serving_model is not None
+    serving_model.save(tmp_path)
     done = subprocess.run(
-        [sys.executable, "-c", IMPORTED, model], capture_output=True, text=True, check=True
+        [sys.executable, "-c", IMPORTED, str(model), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     # the project itself; setuptools' _distutils_hack (a .pth hook of the venv); an optional,
     # guarded import of charset_normalizer (the container smoke test shows the image runs without)
     imported = set(json.loads(done.stdout)) - {"flight-delay", "setuptools", "charset-normalizer"}
     lock = (ROOT / "uv.lock").read_text()
     pinned = {line.split("==")[0] for line in requirements_from_lock(lock, SERVICE_ROOTS)}
-    assert "pyarrow" in imported
+    assert {"pyarrow", "onnxruntime"} <= imported
     assert imported <= pinned, f"not in the Bento: {sorted(imported - pinned)}"
 
 
