@@ -26,7 +26,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -55,7 +55,9 @@ Columns = Mapping[str, Any]
 Matrix = NDArray[np.float64]
 _EPOCH = dt.date(1970, 1, 1).toordinal()
 _NO_PLANE = (math.nan, math.nan, math.nan)
-_FIELDS = operator.itemgetter(*RECORD_COLUMNS)
+_CODES = (*CATEGORICAL, "tailnum")
+_NUMBERS = tuple(name for name in RECORD_COLUMNS if name not in _CODES)
+_NUMBER_FIELDS = operator.itemgetter(*_NUMBERS)
 
 
 class ServingModelError(Exception):
@@ -160,16 +162,21 @@ class FeatureTable:
         return np.array(rows, dtype=np.float64).reshape(len(rows), len(FEATURES))
 
     def columns(self, records: Sequence[Record]) -> Matrix:
-        """``transform`` of flight records through columns of plain tuples (fast for many rows).
+        """``transform`` of flight records, column-wise (fast for many rows).
 
-        Records with every field (``Flight`` values, as the API passes them) are read with one
-        C-level ``itemgetter`` call each; records missing optional fields read those as None.
+        The numeric fields of all records become one float matrix in one numpy call (None is
+        NaN), read with one C-level ``itemgetter`` call per record when every field is there
+        (``Flight`` values, as the API passes them); the codes stay Python lists.
         """
         try:
-            rows = [_FIELDS(r) for r in records]
-        except KeyError:
-            rows = [tuple(r.get(name) for name in RECORD_COLUMNS) for r in records]
-        return self.transform(dict(zip(RECORD_COLUMNS, zip(*rows, strict=True), strict=True)))
+            numbers = [_NUMBER_FIELDS(r) for r in records]
+        except KeyError:  # records without some optional fields: those are missing
+            numbers = [tuple(r.get(name) for name in _NUMBERS) for r in records]
+        matrix = np.array(numbers, dtype=np.float64).reshape(len(records), len(_NUMBERS))
+        columns: dict[str, Any] = dict(zip(_NUMBERS, matrix.T, strict=True))
+        for name in _CODES:
+            columns[name] = [r.get(name) for r in records]
+        return self.transform(columns)
 
 
 def encode(values: Matrix, categories: Matrix) -> Matrix:
@@ -178,18 +185,6 @@ def encode(values: Matrix, categories: Matrix) -> Matrix:
         return np.full(len(values), np.nan)
     pos = np.minimum(np.searchsorted(categories, values), len(categories) - 1)
     return np.where(categories[pos] == values, pos.astype(np.float64), np.nan)
-
-
-class Scorer(Protocol):
-    """Probability of the positive class for rows of ``FeatureTable`` output."""
-
-    kind: str
-
-    def proba(self, X: Matrix) -> Matrix: ...  # noqa: N803
-
-    def state(self) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
-        """Scalars (JSON) and arrays (npz) that ``load`` turns back into this scorer."""
-        ...
 
 
 def _session(onnx: bytes, threads: int) -> Any:
@@ -228,7 +223,7 @@ class TreeScorer:
         self.onnx, self.order, self.encoders = onnx, list(order), list(encoders)
         self.baseline, self.threads = float(baseline), max(1, threads)
         self._single = _session(onnx, 1)
-        self._parallel: Any = None
+        self._parallel: Any = None  # made on the first large input (sessions are thread-safe)
 
     def tree_input(self, X: Matrix) -> Matrix:  # noqa: N803
         """FeatureTable output -> the classifier's own column order and category codes."""
@@ -250,6 +245,7 @@ class TreeScorer:
         return sigmoid(self.raw(self.tree_input(X)))
 
     def state(self) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
+        """Scalars (JSON) and arrays (npz) that ``load`` turns back into this scorer."""
         arrays = {f"encoder_{j}": c for j, c in enumerate(self.encoders)}
         meta = {"order": self.order, "encoders": len(self.encoders), "baseline": self.baseline}
         return meta, arrays
