@@ -60,9 +60,13 @@ class FlightFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         self.n_features_in_ = len(X.columns)
         return self
 
+    def table(self) -> FeatureTable:
+        """The fitted lookups (shared, not copied) as a ``runtime.FeatureTable``."""
+        return FeatureTable(self.categories_, self.planes_, self.holidays_)
+
     def transform(self, X: Columns) -> Matrix:  # noqa: N803
         """Accepts a DataFrame or any mapping of column name -> sequence."""
-        return FeatureTable(self.categories_, self.planes_, self.holidays_).transform(X)
+        return self.table().transform(X)
 
     def get_feature_names_out(self, input_features: object = None) -> NDArray[np.object_]:
         return np.asarray(FEATURES, dtype=object)

@@ -41,21 +41,26 @@ def predict_proba(model: Pipeline, records: pd.DataFrame) -> NDArray[np.float64]
 class Predictor:
     """A fitted Pipeline ready for records: ``predict_records`` takes a list of flight dicts.
 
-    Compiled once at construction and read-only afterwards, so one instance may serve
-    concurrent callers.
+    Compiled once at construction; one instance may serve concurrent callers.
 
     Args:
         model: the fitted Pipeline (stays available as ``model``, the reference).
         threads: cores the compiled trees may use on large inputs (default: every core).
+        compiled: False scores through the Pipeline itself (what the API does for a model
+            without a saved ``ServingModel``; compiling needs the ``onnx`` package).
     """
 
-    def __init__(self, model: Pipeline, threads: int | None = None) -> None:
+    def __init__(
+        self, model: Pipeline, threads: int | None = None, *, compiled: bool = True
+    ) -> None:
         self.model = model
-        self.fast: ServingModel | None = compile_pipeline(model, threads)
+        self.fast: ServingModel | None = compile_pipeline(model, threads) if compiled else None
 
     @classmethod
-    def from_path(cls, path: str | Path, threads: int | None = None) -> Predictor:
-        return cls(load_model(path), threads)
+    def from_path(
+        cls, path: str | Path, threads: int | None = None, *, compiled: bool = True
+    ) -> Predictor:
+        return cls(load_model(path), threads, compiled=compiled)
 
     @property
     def categories(self) -> dict[str, dict[Any, int]]:

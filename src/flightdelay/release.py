@@ -199,7 +199,7 @@ def import_model(model_path: Path, params_path: Path, metrics_path: Path, releas
         "params_hash": params_hash(params),
         "sha256": digest,
     }
-    serving = compile_pipeline(model, threads=1)
+    serving = compile_pipeline(model)
     with bentoml.models.create(tag, module="flightdelay", labels=labels, metadata=metadata) as out:
         shutil.copy2(model_path, out.path_of(MODEL_FILE))
         if serving is not None:  # what the API loads; without it, the API loads the Pipeline

@@ -1,9 +1,10 @@
 """The served model: features and scorer as plain arrays, loaded without scikit-learn or pandas.
 
-``flightdelay.fastpath`` compiles a fitted Pipeline into a ``ServingModel``; ``save`` writes it as
-three files next to the pickled Pipeline in the BentoML model, and ``load`` reads them back with
-numpy and onnxruntime alone. So the API's workers never import scikit-learn, scipy, pandas or
-pyarrow (about 150 MB per process), and one flight is scored in microseconds:
+``flightdelay.fastpath`` compiles a fitted Pipeline into a ``ServingModel``; ``save`` writes it
+(``MANIFEST``, ``ARRAYS`` and, for trees, ``TREES``) next to the pickled Pipeline in the BentoML
+model, and ``load`` reads it back with numpy and onnxruntime alone. So the API's workers never
+import scikit-learn, scipy, pandas or pyarrow (about 100 MB per process), and one flight is
+scored in microseconds:
 
 * features: the lookups ``FlightFeatures`` learned in ``fit`` (category codes, aircraft by tail
   number, federal holidays), applied row by row in plain Python for a few rows and column-wise in
@@ -23,8 +24,10 @@ import json
 import math
 import operator
 import os
+import threading
+import zipfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -108,6 +111,10 @@ class FeatureTable:
     categories: Mapping[str, Mapping[Any, int]]
     planes: Mapping[Any, tuple[float, ...]]
     holidays: NDArray[np.int64]
+    _holiday_list: list[int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._holiday_list = self.holidays.tolist()
 
     def transform(self, columns: Columns) -> Matrix:
         """Features of a DataFrame or any mapping of column name -> sequence."""
@@ -145,7 +152,7 @@ class FeatureTable:
         Same arithmetic: a day past the month's end rolls over like numpy's datetime64, clock
         times use float floor division and remainder.
         """
-        holidays = self.holidays.tolist()
+        holidays = self._holiday_list
         last = len(holidays) - 1
         rows = []
         for r in records:
@@ -187,6 +194,11 @@ def encode(values: Matrix, categories: Matrix) -> Matrix:
     return np.where(categories[pos] == values, pos.astype(np.float64), np.nan)
 
 
+def cores(threads: int | None) -> int:
+    """``threads`` when given (at least 1), else every core of the machine."""
+    return max(1, threads) if threads is not None else os.cpu_count() or 1
+
+
 def _session(onnx: bytes, threads: int) -> Any:
     import onnxruntime as ort  # noqa: PLC0415 - only the trees need it
 
@@ -202,28 +214,34 @@ class TreeScorer:
     """The classifier's trees as an ONNX TreeEnsemble, run by onnxruntime.
 
     Args:
-        onnx: the serialized model (input ``X``: float64 rows in ``order``; output: raw score).
+        onnx: the serialized model (input ``X``: float64 rows in ``order``; output: raw score),
+            or None when no tree splits (the score is then ``constant``).
         order: ``FeatureTable`` column of each tree input column.
         encoders: per leading tree input column, the categories of the classifier's own
             ordinal encoding (category code -> bin).
-        baseline: the raw score before the first tree.
-        threads: cores for inputs of ``PARALLEL_ROWS`` rows or more (1: never more than one).
+        constant: the raw score before the trees (sklearn's baseline plus single-leaf trees).
+        threads: cores for inputs of ``PARALLEL_ROWS`` rows or more (default: every core).
     """
 
     kind = "trees"
 
     def __init__(
         self,
-        onnx: bytes,
+        onnx: bytes | None,
         order: Sequence[int],
         encoders: Sequence[Matrix],
-        baseline: float,
-        threads: int = 1,
+        constant: float,
+        threads: int | None = None,
     ) -> None:
         self.onnx, self.order, self.encoders = onnx, list(order), list(encoders)
-        self.baseline, self.threads = float(baseline), max(1, threads)
-        self._single = _session(onnx, 1)
-        self._parallel: Any = None  # made on the first large input (sessions are thread-safe)
+        self.constant, self.threads = float(constant), cores(threads)
+        self._single = _session(onnx, 1) if onnx is not None else None
+        self._parallel: Any = None  # made on the first large input
+        self._lock = threading.Lock()
+        if self._single is not None:
+            width = self._single.get_inputs()[0].shape[1]
+            if width != len(self.order):
+                raise ValueError(f"the trees read {width} columns, the layout has {len(order)}")
 
     def tree_input(self, X: Matrix) -> Matrix:  # noqa: N803
         """FeatureTable output -> the classifier's own column order and category codes."""
@@ -232,14 +250,19 @@ class TreeScorer:
             out[:, j] = encode(out[:, j], categories)
         return out
 
-    def raw(self, Xt: Matrix) -> Matrix:  # noqa: N803
-        session = self._single
-        if self.threads > 1 and len(Xt) >= PARALLEL_ROWS:
+    def _session_for(self, rows: int) -> Any:
+        if self.threads == 1 or rows < PARALLEL_ROWS:
+            return self._single
+        with self._lock:
             if self._parallel is None:
-                self._parallel = _session(self.onnx, self.threads)
-            session = self._parallel
-        scores: Matrix = session.run(None, {"X": Xt})[0][:, 0]
-        return self.baseline + scores
+                self._parallel = _session(self.onnx, self.threads)  # type: ignore[arg-type]
+            return self._parallel
+
+    def raw(self, Xt: Matrix) -> Matrix:  # noqa: N803
+        if self._single is None:
+            return np.full(len(Xt), self.constant)
+        scores: Matrix = self._session_for(len(Xt)).run(None, {"X": Xt})[0][:, 0]
+        return self.constant + scores
 
     def proba(self, X: Matrix) -> Matrix:  # noqa: N803
         return sigmoid(self.raw(self.tree_input(X)))
@@ -247,16 +270,25 @@ class TreeScorer:
     def state(self) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
         """Scalars (JSON) and arrays (npz) that ``load`` turns back into this scorer."""
         arrays = {f"encoder_{j}": c for j, c in enumerate(self.encoders)}
-        meta = {"order": self.order, "encoders": len(self.encoders), "baseline": self.baseline}
+        meta = {
+            "order": self.order,
+            "encoders": len(self.encoders),
+            "constant": self.constant,
+            "trees": self.onnx is not None,
+        }
         return meta, arrays
 
     @classmethod
     def load(
-        cls, meta: Mapping[str, Any], arrays: Mapping[str, Matrix], directory: Path, threads: int
+        cls,
+        meta: Mapping[str, Any],
+        arrays: Mapping[str, Matrix],
+        directory: Path,
+        threads: int | None,
     ) -> TreeScorer:
         encoders = [arrays[f"encoder_{j}"] for j in range(int(meta["encoders"]))]
-        onnx = (directory / TREES).read_bytes()
-        return cls(onnx, meta["order"], encoders, meta["baseline"], threads)
+        onnx = (directory / TREES).read_bytes() if meta["trees"] else None
+        return cls(onnx, meta["order"], encoders, meta["constant"], threads)
 
 
 @dataclass(kw_only=True)
@@ -293,6 +325,7 @@ class LinearScorer:
         return sigmoid(raw)
 
     def state(self) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
+        """Scalars (JSON) and arrays (npz) that ``load`` turns back into this scorer."""
         meta = {
             "num_cols": self.num_cols,
             "intercept": self.intercept,
@@ -306,7 +339,11 @@ class LinearScorer:
 
     @classmethod
     def load(
-        cls, meta: Mapping[str, Any], arrays: Mapping[str, Matrix], directory: Path, threads: int
+        cls,
+        meta: Mapping[str, Any],
+        arrays: Mapping[str, Matrix],
+        directory: Path,
+        threads: int | None,
     ) -> LinearScorer:
         n = len(meta["cat_cols"])
         return cls(
@@ -335,7 +372,8 @@ SCORERS: dict[str, type[TreeScorer] | type[LinearScorer]] = {
 class ServingModel:
     """Features plus a scorer: ``predict_records`` equals the Pipeline's probabilities.
 
-    Read-only after construction, so one instance may serve concurrent callers.
+    Safe for concurrent callers: the lookups are read-only, onnxruntime sessions may run
+    concurrently and the one made later (for large inputs) is made under a lock.
     """
 
     def __init__(self, features: FeatureTable, scorer: TreeScorer | LinearScorer) -> None:
@@ -354,7 +392,7 @@ class ServingModel:
         return self.scorer.proba(build(records))
 
     def save(self, directory: str | Path) -> None:
-        """Write ``MANIFEST``, ``ARRAYS`` (and ``TREES`` for trees) into ``directory``."""
+        """Write ``MANIFEST``, ``ARRAYS`` (and ``TREES`` when trees split) into ``directory``."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         meta, arrays = self.scorer.state()
@@ -364,7 +402,7 @@ class ServingModel:
             "features": list(FEATURES),
             "scorer": self.scorer.kind,
             "categories": {c: _by_code(self.features.categories[c]) for c in CATEGORICAL},
-            **meta,
+            "scorer_state": meta,
         }
         planes = np.asarray([self.features.planes[t] for t in tails], dtype=np.float64)
         arrays |= {
@@ -372,7 +410,7 @@ class ServingModel:
             "plane_tails": np.asarray(tails, dtype=np.str_),
             "plane_values": planes.reshape(len(tails), len(PLANE)),
         }
-        if isinstance(self.scorer, TreeScorer):
+        if isinstance(self.scorer, TreeScorer) and self.scorer.onnx is not None:
             (directory / TREES).write_bytes(self.scorer.onnx)
         with (directory / ARRAYS).open("wb") as out:
             np.savez(out, allow_pickle=False, **arrays)
@@ -398,21 +436,20 @@ class ServingModel:
             manifest = json.loads((directory / MANIFEST).read_text("utf-8"))
             with np.load(directory / ARRAYS, allow_pickle=False) as npz:
                 arrays = {name: npz[name] for name in npz.files}
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, zipfile.BadZipFile) as exc:
             raise ServingModelError(f"{directory}: cannot read the serving model: {exc}") from exc
-        if (
-            manifest.get("format") != FORMAT
-            or manifest.get("features") != list(FEATURES)
-            or manifest.get("scorer") not in SCORERS
-        ):
+        if not isinstance(manifest, dict) or (
+            manifest.get("format"),
+            manifest.get("features"),
+            manifest.get("scorer") in SCORERS,
+        ) != (FORMAT, list(FEATURES), True):
             raise ServingModelError(
-                f"{directory / MANIFEST}: format {manifest.get('format')!r}, scorer "
-                f"{manifest.get('scorer')!r}, features {manifest.get('features')!r}; this code "
-                f"reads format {FORMAT}, scorers {sorted(SCORERS)}, features {list(FEATURES)}"
+                f"{directory / MANIFEST}: not a serving model this code reads (format {FORMAT}, "
+                f"scorers {sorted(SCORERS)}, features {list(FEATURES)})"
             )
         try:
             scorer = SCORERS[manifest["scorer"]].load(
-                manifest, arrays, directory, threads or os.cpu_count() or 1
+                manifest["scorer_state"], arrays, directory, threads
             )
             tails, values = arrays["plane_tails"].tolist(), manifest["categories"]
             features = FeatureTable(
@@ -420,6 +457,6 @@ class ServingModel:
                 planes=dict(zip(tails, map(tuple, arrays["plane_values"].tolist()), strict=True)),
                 holidays=arrays["holidays"],
             )
-        except (KeyError, OSError) as exc:
-            raise ServingModelError(f"{directory}: incomplete serving model: {exc!r}") from exc
+        except Exception as exc:  # noqa: BLE001 - any damage (a file, a key, a type, onnxruntime)
+            raise ServingModelError(f"{directory}: damaged serving model: {exc!r}") from exc
         return cls(features, scorer)

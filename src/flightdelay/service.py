@@ -10,7 +10,7 @@ Environment (read when the service class is defined, i.e. at ``bentoml serve`` s
 (flights per request, default 1000), ``FLIGHTDELAY_MAX_BODY_BYTES`` (request body limit, default
 2 MiB: larger bodies get a 413 before anything is parsed), ``FLIGHTDELAY_MAX_LATENCY_MS``
 (batching budget, default 5000), ``FLIGHTDELAY_WORKERS`` (server processes, default 2: one per
-core of the reference machine; each holds its own copy of the served model, about 170 MB RSS),
+core of the reference machine; each holds its own copy of the served model, about 150 MB RSS),
 ``FLIGHTDELAY_ACCESS_LOG`` (``1`` turns the per-request access log on; it costs about a quarter
 of the throughput).
 
@@ -221,7 +221,7 @@ class FlightDelay:
             from flightdelay.predict import Predictor  # noqa: PLC0415
 
             log.warning("%s has no serving model: loading the sklearn Pipeline", stored.tag)
-            self.predictor = Predictor.from_path(stored.path_of(MODEL_FILE), threads=1)
+            self.predictor = Predictor.from_path(stored.path_of(MODEL_FILE), compiled=False)
         self.categories: Mapping[str, Mapping[Any, int]] = self.predictor.categories
         info = stored.info
         self.threshold = float(info.metadata["threshold"])

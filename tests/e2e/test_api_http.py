@@ -197,7 +197,7 @@ def test_health_metrics_and_docs(server: Server) -> None:
 
 def test_workers_serve_the_compiled_model_without_sklearn_or_pandas(server: Server) -> None:
     """release saved the ServingModel, so no process of the server maps the compiled code of
-    scikit-learn, scipy, pandas or pyarrow (about 150 MB per worker)."""
+    scikit-learn, scipy, pandas or pyarrow (about 100 MB per worker)."""
     root = psutil.Process(server.pid)
     workers = root.children(recursive=True)
     assert workers
@@ -242,22 +242,23 @@ def test_a_tree_model_is_served_through_onnxruntime_with_the_reference_answers(
 
 IMPORTED = """
 import importlib.metadata as md, json, re, sys
-import flightdelay.service, joblib
-import onnxruntime  # what the ServingModel of a tree model runs on (imported when it loads)
+import flightdelay.service
+from flightdelay.predict import Predictor
 from flightdelay.runtime import ServingModel
-joblib.load(sys.argv[1])  # a model without a compiled form: the service loads the Pipeline
 from flightdelay.schema import Flight
-ServingModel.load(sys.argv[2]).predict_records(Flight.model_config["json_schema_extra"]["examples"])
+flights = Flight.model_config["json_schema_extra"]["examples"]
+ServingModel.load(sys.argv[2]).predict_records(flights)  # a tree model, compiled
+Predictor.from_path(sys.argv[1], compiled=False).predict_records(flights)  # no compiled form
 dists = md.packages_distributions()
 names = {d for m in list(sys.modules) for d in dists.get(m.split(".")[0], [])}
 print(json.dumps(sorted({re.sub(r"[-_.]+", "-", n).lower() for n in names})))
 """
 
 
-def test_bento_packages_cover_what_the_service_imports(small_repo: Path, tmp_path: Path) -> None:
-    """The image installs only the Bento's packages: a module the service or the model's pickle
-    needs beyond them would fail only in the container."""
-    model = small_repo / "models/model.joblib"
+def test_bento_packages_cover_what_the_service_imports(tree_repo: Path, tmp_path: Path) -> None:
+    """The image installs only the Bento's packages: a module the service needs beyond them, for
+    a compiled tree model or for a Pipeline it serves as such, would fail only in the container."""
+    model = tree_repo / "models/model.joblib"
     serving_model = compile_pipeline(load_model(model))
     assert serving_model is not None
     serving_model.save(tmp_path)

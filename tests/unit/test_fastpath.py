@@ -1,6 +1,7 @@
 """The compiled path against the sklearn Pipeline (the reference): same features, same
 probabilities to 1e-6, row by row and in bulk, compiled in memory and saved then read back."""
 
+import copy
 import json
 import logging
 import subprocess
@@ -14,10 +15,10 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.pipeline import Pipeline
 
 from conftest import PLANES, ROOT, make_records
-from flightdelay import benchmark
+from flightdelay import benchmark, fastpath
 from flightdelay.artifacts import load_model, save_model
 from flightdelay.config import BenchmarkParams, HGBParams, LogRegParams
-from flightdelay.fastpath import compile_pipeline, feature_table
+from flightdelay.fastpath import compile_pipeline
 from flightdelay.model import FlightFeatures, build
 from flightdelay.predict import predict_proba
 from flightdelay.runtime import (
@@ -93,7 +94,7 @@ def test_row_and_column_features_equal_transform(synthetic: tuple[pd.DataFrame, 
     del records[2]["temp"]  # an absent weather key is missing, like an absent column
     frame = pd.DataFrame(records)
     expected = features.transform(frame)
-    table = feature_table(features)
+    table = features.table()
     np.testing.assert_array_equal(table.rows(records), expected)
     np.testing.assert_array_equal(table.columns(records), expected)
 
@@ -125,7 +126,14 @@ def test_saved_and_loaded_equals_pipeline(
     np.testing.assert_allclose(loaded.predict_records(records), expected, rtol=0, atol=1e-6)
     single = [loaded.predict_records([r])[0] for r in records[:20]]
     np.testing.assert_allclose(single, expected[:20], rtol=0, atol=1e-6)
-    assert loaded.categories == model.named_steps["features"].categories_
+    features = model.named_steps["features"]
+    assert loaded.categories == features.categories_
+    tails = list(features.planes_)
+    assert list(loaded.features.planes) == tails
+    np.testing.assert_array_equal(  # NaN (an unknown year) equals NaN here
+        [loaded.features.planes[t] for t in tails], [features.planes_[t] for t in tails]
+    )
+    np.testing.assert_array_equal(loaded.features.holidays, features.holidays_)
 
 
 def test_large_inputs_run_on_several_threads_with_the_same_result(
@@ -141,27 +149,78 @@ def test_large_inputs_run_on_several_threads_with_the_same_result(
     np.testing.assert_allclose(got, predict_proba(model, frame), rtol=0, atol=1e-6)
 
 
-def test_compiled_trees_cover_categorical_missing_and_stump_splits(
-    fitted: dict[str, Pipeline], synthetic: tuple[pd.DataFrame, pd.DataFrame]
-) -> None:
-    """The synthetic model must exercise the branches the equality test is meant to check;
-    a single-leaf tree (learning nothing) compiles too."""
+def _attributes(scorer: object) -> dict[str, list[float]]:
+    """The TreeEnsemble node's attributes, as lists."""
     import onnx  # noqa: PLC0415
 
-    scorer = _fast(fitted["hgb"]).scorer
-    assert isinstance(scorer, TreeScorer)
+    assert isinstance(scorer, TreeScorer) and scorer.onnx is not None
     (node,) = onnx.load_from_string(scorer.onnx).graph.node
-    attrs = {a.name: a for a in node.attribute}
-    modes = onnx.numpy_helper.to_array(attrs["nodes_modes"].t).tolist()
-    assert 6 in modes  # categorical: set membership
-    assert 0 in modes  # numeric: x <= threshold
-    assert 0 in attrs["nodes_missing_value_tracks_true"].ints
-    assert 1 in attrs["nodes_missing_value_tracks_true"].ints
-    train = synthetic[0]
-    stump = build("hgb", HGBParams(max_iter=3, min_samples_leaf=10**6), 7, PLANES)
-    stump.fit(train.drop(columns=[TARGET]), train[TARGET])
-    got = _fast(stump).predict_records(_records(synthetic[1]))
-    np.testing.assert_allclose(got, predict_proba(stump, synthetic[1]), rtol=0, atol=1e-6)
+    return {
+        a.name: onnx.numpy_helper.to_array(a.t).tolist() if a.type == a.TENSOR else list(a.ints)
+        for a in node.attribute
+    }
+
+
+def test_compiled_trees_cover_categorical_and_missing_splits(fitted: dict[str, Pipeline]) -> None:
+    """The synthetic model must exercise the branches the equality tests are meant to check."""
+    attrs = _attributes(_fast(fitted["hgb"]).scorer)
+    modes, missing_left = attrs["nodes_modes"], attrs["nodes_missing_value_tracks_true"]
+    member = [i for i, mode in enumerate(modes) if mode == 6]  # noqa: PLR2004 - BRANCH_MEMBER
+    numeric = [i for i, mode in enumerate(modes) if mode == 0]  # BRANCH_LEQ
+    assert member
+    assert {missing_left[i] for i in member} == {0, 1}  # NaN codes go both ways
+    assert {missing_left[i] for i in numeric} == {0, 1}
+
+
+def _with_stumps(model: Pipeline, values: list[float]) -> Pipeline:
+    """``model`` with its last trees replaced by single leaves of ``values`` (which fitting
+    produces when nothing is left to learn)."""
+    from sklearn.ensemble._hist_gradient_boosting.common import (  # noqa: PLC0415
+        PREDICTOR_RECORD_DTYPE,
+    )
+    from sklearn.ensemble._hist_gradient_boosting.predictor import (  # noqa: PLC0415
+        TreePredictor,
+    )
+
+    stumped = copy.deepcopy(model)
+    clf = stumped.steps[-1][1]
+    for k, value in enumerate(values, start=len(clf._predictors) - len(values)):
+        nodes = np.zeros(1, dtype=PREDICTOR_RECORD_DTYPE)
+        nodes["is_leaf"], nodes["value"] = 1, value
+        empty = np.zeros((0, 8), dtype=np.uint32)
+        clf._predictors[k] = [TreePredictor(nodes, empty, empty)]
+    return stumped
+
+
+@pytest.mark.parametrize("stumps", [3, 40])  # some trees, then all of them
+def test_single_leaf_trees_count_their_value(
+    stumps: int, fitted: dict[str, Pipeline], synthetic: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
+    model = _with_stumps(fitted["hgb"], [0.3, -0.2, 0.45] * (stumps // 3) + [0.1] * (stumps % 3))
+    scored = synthetic[1]
+    fast = _fast(model)
+    assert isinstance(fast.scorer, TreeScorer)
+    assert (fast.scorer.onnx is None) == (stumps == 40)  # noqa: PLR2004
+    expected = predict_proba(model, scored)
+    assert np.abs(expected - predict_proba(fitted["hgb"], scored)).max() > 0.01
+    np.testing.assert_allclose(fast.predict_records(_records(scored)), expected, atol=1e-6)
+
+
+def test_a_compiled_form_that_differs_from_the_pipeline_is_not_used(
+    fitted: dict[str, Pipeline], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The probe check: a fitted state read wrongly (here: an intercept off by 1e-3) is caught."""
+    real = fastpath._linear
+
+    def skewed(*steps: object) -> object:
+        scorer = real(*steps)  # type: ignore[arg-type]
+        scorer.intercept += 1e-3
+        return scorer
+
+    monkeypatch.setattr(fastpath, "_linear", skewed)
+    with caplog.at_level(logging.WARNING, logger="flightdelay.fastpath"):
+        assert compile_pipeline(fitted["logreg"]) is None
+    assert "differs from the Pipeline by" in caplog.text
 
 
 def test_loading_needs_neither_sklearn_nor_pandas(
@@ -185,12 +244,25 @@ def test_loading_needs_neither_sklearn_nor_pandas(
     assert result["heavy"] == []
 
 
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:1000])
+
+
+def _edit(directory: Path, **changes: object) -> None:
+    manifest = json.loads((directory / MANIFEST).read_text())
+    (directory / MANIFEST).write_text(json.dumps(manifest | changes))
+
+
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
         (lambda d: (d / MANIFEST).unlink(), "cannot read the serving model"),
-        (lambda d: (d / "trees.onnx").unlink(), "incomplete serving model"),
-        (lambda d: (d / MANIFEST).write_text('{"format": 99}'), "format 99"),
+        (lambda d: (d / "trees.onnx").unlink(), "damaged serving model"),
+        (lambda d: (d / "trees.onnx").write_bytes(b"junk"), "damaged serving model"),
+        (lambda d: _truncate(d / "serving.npz"), "cannot read the serving model"),
+        (lambda d: (d / MANIFEST).write_text("null"), "not a serving model this code reads"),
+        (lambda d: (d / MANIFEST).write_text('{"format": 99}'), "not a serving model"),
+        (lambda d: _edit(d, categories=None), "damaged serving model"),
     ],
 )
 def test_a_damaged_serving_model_is_a_clear_error(
