@@ -4,7 +4,7 @@ The sklearn Pipeline spends milliseconds per call on validation, DataFrames and 
 while the arithmetic of one flight takes microseconds. ``compile_pipeline`` reads the fitted
 state of a supported Pipeline:
 
-* ``FlightFeatures``: its fitted lookups become a ``runtime.FeatureTable`` (``table()``);
+* ``FlightFeatures``: its fitted lookups, as the ``FeatureTable`` it applies itself (``table()``);
 * ``HistGradientBoostingClassifier``: every node of every tree is written into one ONNX
   ``TreeEnsemble`` (ai.onnx.ml opset 5, float64 thresholds and leaf values). Numeric splits are
   ``x <= threshold``; categorical splits are set membership over the classifier's bin codes, the
@@ -28,8 +28,9 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
+from flightdelay.feature_table import Matrix
 from flightdelay.model import FlightFeatures
-from flightdelay.runtime import LinearScorer, Matrix, ServingModel, TreeScorer
+from flightdelay.runtime import LinearScorer, ServingModel, TreeScorer
 from flightdelay.schema import CATEGORICAL, RECORD_COLUMNS
 
 log = logging.getLogger(__name__)

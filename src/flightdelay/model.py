@@ -23,7 +23,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from flightdelay.config import HGBParams, LogRegParams
-from flightdelay.runtime import FEATURES, NUMERIC, Columns, FeatureTable, Matrix
+from flightdelay.feature_table import FEATURES, NUMERIC, Columns, FeatureTable, Matrix
 from flightdelay.schema import CATEGORICAL
 
 CATEGORICAL_IDX = [FEATURES.index(c) for c in CATEGORICAL]
@@ -61,7 +61,7 @@ class FlightFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         return self
 
     def table(self) -> FeatureTable:
-        """The fitted lookups (shared, not copied) as a ``runtime.FeatureTable``."""
+        """The fitted lookups (shared, not copied) as the ``FeatureTable`` that applies them."""
         return FeatureTable(self.categories_, self.planes_, self.holidays_)
 
     def transform(self, X: Columns) -> Matrix:  # noqa: N803
