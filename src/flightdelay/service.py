@@ -8,9 +8,11 @@ Thin on purpose: the request is the pydantic ``Flight`` contract, predictions go
 Environment (read when the service class is defined, i.e. at ``bentoml serve`` start):
 ``FLIGHTDELAY_MODEL_TAG`` (default ``flight-delay-model:latest``), ``FLIGHTDELAY_MAX_FLIGHTS``
 (flights per request, default 1000), ``FLIGHTDELAY_MAX_BODY_BYTES`` (request body limit, default
-2 MiB: larger bodies get a 413 before anything is parsed), ``FLIGHTDELAY_WORKERS`` (server
-processes, default 2: one per core of the reference machine; each holds its own copy of the served
-model, about 150 MB RSS),
+2 MiB: larger bodies get a 413 before anything is parsed), ``FLIGHTDELAY_MAX_CONCURRENCY``
+(requests in progress at once, default 256, shared out over the workers: one more gets a 429 at
+once instead of a place in an ever longer queue), ``FLIGHTDELAY_WORKERS`` (server processes,
+default 2: one per core of the reference machine; each holds its own copy of the served model,
+about 150 MB RSS),
 ``FLIGHTDELAY_ACCESS_LOG`` (``1`` turns the per-request access log on; it costs about a quarter
 of the throughput).
 
@@ -62,6 +64,7 @@ def _env_int(name: str, default: int) -> int:
 
 MAX_FLIGHTS = _env_int("FLIGHTDELAY_MAX_FLIGHTS", 1000)
 MAX_BODY_BYTES = _env_int("FLIGHTDELAY_MAX_BODY_BYTES", 2 * 2**20)
+MAX_CONCURRENCY = _env_int("FLIGHTDELAY_MAX_CONCURRENCY", 256)
 WORKERS = _env_int("FLIGHTDELAY_WORKERS", 2)
 ACCESS_LOG = os.environ.get("FLIGHTDELAY_ACCESS_LOG", "0").lower() in {"1", "true", "yes"}
 
@@ -198,7 +201,7 @@ metadata_app = Starlette(routes=[Route("/metadata", _metadata, methods=["GET"])]
 @bentoml.asgi_app(metadata_app, path="/")
 @bentoml.service(
     name="flight-delay",
-    traffic={"timeout": 60},
+    traffic={"timeout": 60, "max_concurrency": MAX_CONCURRENCY},
     workers=WORKERS,
     logging={"access": {"enabled": ACCESS_LOG}},
 )

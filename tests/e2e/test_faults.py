@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -118,6 +119,36 @@ def test_single_worker_restart_holds_requests_until_it_is_back(
     log.warning("only worker killed: the next request answered after %.1f s", waited)
     assert resp.status_code == 200, resp.text
     assert worker_pids(pid) != [worker]
+
+
+def _stalled_request(url: str) -> socket.socket:
+    """A /predict request whose body never finishes arriving: it stays in progress."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    head = f"POST /predict HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+    sock.sendall(f"{head}Content-Length: 1000\r\n\r\n[".encode())
+    return sock
+
+
+def test_requests_beyond_the_concurrency_limit_get_429_and_the_server_keeps_serving(
+    request: pytest.FixtureRequest, small_repo: Path
+) -> None:
+    """FLIGHTDELAY_MAX_CONCURRENCY=2 on one worker: with two requests stuck mid-body, the next
+    is refused at once with a 429; once they go, requests are served again."""
+    limited = {**ONE_WORKER, "FLIGHTDELAY_MAX_CONCURRENCY": "2"}
+    server = shared_server(request, small_repo, "max-concurrency-2", limited)
+    predict = f"{server.url}/predict"
+    stalled = [_stalled_request(server.url) for _ in range(2)]
+    try:
+        refused: list[httpx.Response] = []
+        _wait_for(lambda: refused.append(httpx.post(predict, json=[GOOD], timeout=10))
+                  or refused[-1].status_code == 429, 10)  # fmt: skip
+        assert refused[-1].json() == {"error": "Too many requests"}
+        assert httpx.get(f"{server.url}/readyz", timeout=10).status_code == 200  # not limited
+    finally:
+        for sock in stalled:
+            sock.close()
+    _wait_for(lambda: httpx.post(predict, json=[GOOD], timeout=10).status_code == 200, 10)
 
 
 @contextmanager
