@@ -102,9 +102,7 @@ def test_single_flight_and_missing_weather(server: Server, small_repo: Path) -> 
     assert 0.0 < answer["probability"] < 1.0
 
 
-def test_concurrent_requests_do_not_mix_answers(
-    server: Server, test_rows: pd.DataFrame
-) -> None:
+def test_concurrent_requests_do_not_mix_answers(server: Server, test_rows: pd.DataFrame) -> None:
     bodies = [as_json(test_rows.iloc[i : i + 1 + i % 5]) for i in range(40)]
     with ThreadPoolExecutor(max_workers=16) as pool:
         answers = list(pool.map(lambda body: post(server, body), bodies))
