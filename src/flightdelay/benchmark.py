@@ -3,8 +3,9 @@
 Two paths are timed on the same rows: the reference (the sklearn Pipeline on a DataFrame, keys
 without a prefix) and the compiled path the service uses (the ``runtime.ServingModel``, saved and
 read back as the API reads it, on flight dicts; keys prefixed ``fast_``), with the ratios as
-``*_speedup``. Both run on one thread below 2,000 rows and on every core in bulk (the API's
-workers stay on one thread each). ``fast_load_ms`` is loading the Pipeline and compiling it,
+``*_speedup``. The compiled path runs its trees on one thread below ``runtime.PARALLEL_ROWS``
+(64) rows and on every core from there, as the API's workers do; the Pipeline runs on sklearn's
+own OpenMP threads. ``fast_load_ms`` is loading the Pipeline and compiling it,
 ``served_load_ms`` is what an API worker spends loading the saved ``ServingModel``. Inputs are
 prepared before the clock starts, so each timing is the prediction call alone. Timings vary
 between machines and runs, so benchmark.json is a metric to read, not one to gate on.
