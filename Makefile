@@ -30,7 +30,7 @@ format: setup ## apply ruff fixes and formatting
 typecheck: setup ## mypy, strict on src/
 	$(RUN) mypy
 
-check: lint typecheck test ## what CI runs
+check: lint typecheck repro test ## what CI runs (the pipeline before the tests: the full-data checks read its outputs)
 
 dag: setup ## print the pipeline DAG
 	$(RUN) dvc dag
