@@ -36,11 +36,11 @@ dag: setup ## print the pipeline DAG
 	$(RUN) dvc dag
 
 fuzz: setup ## schemathesis (all checks) against bentoml serve of models/model.joblib on loopback
-	$(RUN) python scripts/fuzz.py --model models/model.joblib --params params.yaml \
+	$(RUN) python -m benchmarks.fuzz --model models/model.joblib --params params.yaml \
 		--metrics-in metrics/evaluate.json
 
 soak: setup ## 60 s at a fixed rate against bentoml serve: zero errors, server RSS flat within 10 %
-	$(RUN) python scripts/soak.py --model models/model.joblib --params params.yaml \
+	$(RUN) python -m benchmarks.soak --model models/model.joblib --params params.yaml \
 		--metrics-in metrics/evaluate.json --rows data/features/test.parquet
 
 audit: setup ## pip-audit of uv.lock (skips, saying so, when offline) and a scan for credentials
@@ -48,7 +48,7 @@ audit: setup ## pip-audit of uv.lock (skips, saying so, when offline) and a scan
 	$(RUN) python scripts/scan_secrets.py
 
 bench-http: setup ## HTTP load benchmark of the service (bentoml serve on loopback) -> metrics/benchmark_http.json
-	$(RUN) python scripts/bench_http.py --model models/model.joblib --params params.yaml \
+	$(RUN) python -m benchmarks.bench_http --model models/model.joblib --params params.yaml \
 		--metrics-in metrics/evaluate.json --rows data/features/test.parquet \
 		--out metrics/benchmark_http.json
 
@@ -70,11 +70,11 @@ pull: setup ## check the DVC remote, then download outputs and run-cache (dvc pu
 	$(RUN) dvc pull --run-cache $(REMOTE_ARG)
 
 bento: setup ## import models/model.joblib into BentoML and build the Bento flight-delay:<semver>-<sha7>
-	$(RUN) python -m flightdelay.release bento --model models/model.joblib \
+	$(RUN) python -m flightdelay.ops.release bento --model models/model.joblib \
 		--params params.yaml --metrics metrics/evaluate.json
 
 container: bento ## OCI image flight-delay:<semver> + flight-delay:sha-<sha7> (Docker, else buildah)
-	$(RUN) python -m flightdelay.release container
+	$(RUN) python -m flightdelay.ops.release container
 
 container-smoke: ## run the image, wait for /readyz, check /predict and /metadata, stop it
 	scripts/container-smoke.sh

@@ -15,7 +15,7 @@ START=$SECONDS
 log() { printf '[container-smoke] %s (%ss)\n' "$*" "$((SECONDS - START))"; }
 fail() { log "FAIL: $*"; exit 1; }
 
-IMAGE=${1:-$(uv run --locked python -m flightdelay.release tags \
+IMAGE=${1:-$(uv run --locked python -m flightdelay.ops.release tags \
   | python3 -c 'import json, sys; print(json.load(sys.stdin)["images"][1])')}
 PORT=${PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 READY_TIMEOUT=${READY_TIMEOUT:-180}

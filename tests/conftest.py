@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from flightdelay.schema import RECORD_COLUMNS, TARGET, Flight
+from flightdelay.contract.schema import RECORD_COLUMNS, TARGET, Flight
 
 ROOT = Path(__file__).resolve().parents[1]
 #: environment for child processes: the venv's python/dvc first on PATH, quiet git identity

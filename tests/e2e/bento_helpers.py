@@ -14,9 +14,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from benchmarks import loopback
+from benchmarks.loopback import Server
+
 from conftest import CHILD_ENV, copy_repo
-from flightdelay import loopback
-from flightdelay.loopback import Server
 
 
 def release_repo(dest: Path, trained: Path) -> Path:
@@ -33,8 +34,8 @@ def release_env(home: Path) -> dict[str, str]:
 
 
 def release(repo: Path, home: Path, action: str) -> subprocess.CompletedProcess[str]:
-    """``python -m flightdelay.release <action>`` on ``repo`` with its own BentoML home."""
-    cmd = [sys.executable, "-m", "flightdelay.release", action, "--repo", str(repo)]
+    """``python -m flightdelay.ops.release <action>`` on ``repo`` with its own BentoML home."""
+    cmd = [sys.executable, "-m", "flightdelay.ops.release", action, "--repo", str(repo)]
     if action == "bento":
         cmd += ["--model", "models/model.joblib", "--params", "params.yaml"]
         cmd += ["--metrics", "metrics/evaluate.json"]

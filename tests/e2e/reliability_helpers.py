@@ -13,7 +13,7 @@ import psutil
 import pytest
 from bento_helpers import Server, release, release_repo, serving, tags
 
-from flightdelay.schema import Flight
+from flightdelay.contract.schema import Flight
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD: dict[str, object] = Flight.model_config["json_schema_extra"]["examples"][0]  # type: ignore[index]

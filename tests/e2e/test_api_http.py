@@ -1,7 +1,7 @@
 """The Bento over real HTTP: `bentoml serve` of the built Bento on a loopback port.
 
 The model comes from the sampled pipeline run (the ``small_repo`` fixture); the Bento is built by
-``flightdelay.release`` exactly as ``make bento`` builds it, in a BentoML home of its own.
+``flightdelay.ops.release`` exactly as ``make bento`` builds it, in a BentoML home of its own.
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ import pytest
 import yaml
 from bento_helpers import Server, release, release_repo, serving, tags
 
-from flightdelay.artifacts import load_model, save_model
-from flightdelay.config import HGBParams
-from flightdelay.fastpath import compile_pipeline
-from flightdelay.model import build
-from flightdelay.predict import predict_proba, records_frame
-from flightdelay.release import SERVICE_ROOTS, requirements_from_lock
-from flightdelay.schema import CATEGORICAL, TARGET, Flight
+from flightdelay.compile.compiler import compile_pipeline
+from flightdelay.contract.schema import CATEGORICAL, TARGET, Flight
+from flightdelay.core.params import HGBParams
+from flightdelay.model.candidates import build
+from flightdelay.model.predict import predict_proba, records_frame
+from flightdelay.model.store import load_model, save_model
+from flightdelay.ops.release import SERVICE_ROOTS, requirements_from_lock
 
 pytestmark = pytest.mark.e2e
 log = logging.getLogger(__name__)
@@ -240,10 +240,10 @@ def test_a_tree_model_is_served_through_onnxruntime_with_the_reference_answers(
 
 IMPORTED = """
 import importlib.metadata as md, json, re, sys
-import flightdelay.service
-from flightdelay.predict import Predictor
-from flightdelay.runtime import ServingModel
-from flightdelay.schema import Flight
+import flightdelay.serving.service
+from flightdelay.compile.predictor import Predictor
+from flightdelay.serving.runtime import ServingModel
+from flightdelay.contract.schema import Flight
 flights = Flight.model_config["json_schema_extra"]["examples"]
 ServingModel.load(sys.argv[2]).predict_records(flights)  # a tree model, compiled
 Predictor.from_path(sys.argv[1], compiled=False).predict_records(flights)  # no compiled form

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from bento_helpers import release, release_env, release_repo, tags
 
-from flightdelay.release import container_backend, docker_running
+from flightdelay.ops.release import container_backend, docker_running
 
 pytestmark = [
     pytest.mark.e2e,

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from benchmarks.loopback import tree_rss_mb
 from reliability_helpers import (
     GOOD,
     ONE_WORKER,
@@ -29,7 +30,6 @@ from reliability_helpers import (
 )
 
 from conftest import script
-from flightdelay.loopback import tree_rss_mb
 
 pytestmark = pytest.mark.e2e
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ be no 5xx and must match the documented status codes, content type and response 
 
 The run is scripts/fuzz.py's (`make fuzz` runs it longer, on the full model), on the document as
 served. Two tests below hold the service to the corrections of BentoML's document that make that
-possible (``flightdelay.edges.corrected_document``):
+possible (``flightdelay.serving.edges.corrected_document``):
 
 * BentoML declares OpenAPI 3.0.2 but writes JSON Schema 2020 forms (``exclusiveMinimum: 0``,
   ``anyOf [..., {type: null}]``), from which schemathesis cannot generate bodies for POST /predict;
@@ -31,10 +31,10 @@ from typing import Any
 
 import httpx
 import pytest
+from benchmarks.loopback import Server
 from reliability_helpers import GOOD, shared_server
 
 from conftest import script
-from flightdelay.loopback import Server
 
 pytestmark = pytest.mark.e2e
 MAX_EXAMPLES = 40

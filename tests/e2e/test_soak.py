@@ -13,10 +13,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from benchmarks.loopback import Server, tree_rss_mb
 from reliability_helpers import shared_server
 
 from conftest import script
-from flightdelay.loopback import Server, tree_rss_mb
 
 log = logging.getLogger(__name__)
 soak = script("soak")

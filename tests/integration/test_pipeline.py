@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from conftest import copy_repo, run
-from flightdelay.ingest import locate
+from flightdelay.pipeline.ingest import locate
 
 pytestmark = pytest.mark.integration
 

@@ -40,7 +40,7 @@ DVC_WITH_DEFAULT_SIGINT = (
 def _train_process(dvc_pid: int) -> psutil.Process | None:
     for child in psutil.Process(dvc_pid).children(recursive=True):
         try:
-            if "flightdelay.train" in child.cmdline():
+            if "flightdelay.pipeline.train" in child.cmdline():
                 return child
         except psutil.Error:
             continue

@@ -1,0 +1,153 @@
+"""Flight records -> the model's feature matrix, with the lookups ``FlightFeatures`` learned.
+
+Plain numpy and Python, no scikit-learn or pandas: ``FlightFeatures.transform`` (training,
+evaluation, the reference Pipeline) and the served ``runtime.ServingModel`` both run
+``FeatureTable``, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import math
+import operator
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from flightdelay.contract.schema import CATEGORICAL, RECORD_COLUMNS
+
+WEATHER = (
+    "temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip", "pressure", "visib",
+    "precip_3h", "visib_min_3h", "gust_max_3h", "pressure_chg_3h",
+)  # fmt: skip
+PLANE = ("plane_year", "seats", "engines")
+SCHEDULE = ("dep_min", "arr_min", "block_min", "day_of_week", "holiday_days", "distance")
+NUMERIC = SCHEDULE + WEATHER + PLANE
+FEATURES = NUMERIC + CATEGORICAL
+
+Record = Mapping[str, Any]
+Columns = Mapping[str, Any]
+Matrix = NDArray[np.float64]
+_EPOCH = dt.date(1970, 1, 1).toordinal()
+_NO_PLANE = (math.nan, math.nan, math.nan)
+_CODES = (*CATEGORICAL, "tailnum")
+_NUMBERS = tuple(name for name in RECORD_COLUMNS if name not in _CODES)
+_NUMBER_FIELDS = operator.itemgetter(*_NUMBERS)
+
+
+def _minutes(hhmm: Any) -> Matrix:
+    clock = np.asarray(hhmm, dtype=np.float64)
+    minutes: Matrix = (clock // 100) * 60 + clock % 100
+    return minutes
+
+
+def _days(columns: Columns) -> NDArray[np.int64]:
+    """Days since 1970-01-01 of each flight's scheduled date (a day past the month's end rolls
+    over, as numpy's datetime64 does)."""
+    years = np.asarray(columns["year"], dtype=np.int64) - 1970
+    months = np.asarray(columns["month"], dtype=np.int64) - 1
+    first = years.astype("datetime64[Y]").astype("datetime64[M]") + months
+    dates = first.astype("datetime64[D]") + (np.asarray(columns["day"], dtype=np.int64) - 1)
+    return dates.astype(np.int64)
+
+
+def _clock(hhmm: Any) -> float:
+    """``_minutes`` of one value, in plain Python."""
+    clock = float(hhmm)
+    return (clock // 100) * 60 + clock % 100
+
+
+def _float(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+@dataclass
+class FeatureTable:
+    """Flight records -> float matrix with the columns of ``FEATURES``.
+
+    Attributes:
+        categories: column -> value -> code (unseen values become NaN, i.e. missing).
+        planes: tail number -> (year, seats, engines).
+        holidays: US federal holidays as days since 1970-01-01, sorted.
+    """
+
+    categories: Mapping[str, Mapping[Any, int]]
+    planes: Mapping[Any, tuple[float, ...]]
+    holidays: NDArray[np.int64]
+    _holiday_list: list[int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._holiday_list = self.holidays.tolist()
+
+    def transform(self, columns: Columns) -> Matrix:
+        """Features of a DataFrame or any mapping of column name -> sequence."""
+        n = len(columns["year"])
+        out = np.empty((n, len(FEATURES)), dtype=np.float64)
+        dep, arr = _minutes(columns["sched_dep_time"]), _minutes(columns["sched_arr_time"])
+        days, holidays = _days(columns), self.holidays
+        pos = np.searchsorted(holidays, days)
+        after = np.abs(days - holidays[np.maximum(pos - 1, 0)])
+        before = np.abs(holidays[np.minimum(pos, len(holidays) - 1)] - days)
+        derived = {
+            "dep_min": dep,
+            "arr_min": arr,
+            "block_min": (arr - dep) % 1440,
+            "day_of_week": (days + 3) % 7,  # 1970-01-01 was a Thursday; Monday is 0
+            "holiday_days": np.minimum(after, before),
+            "distance": np.asarray(columns["distance"], dtype=np.float64),
+        }
+        for i, name in enumerate(SCHEDULE):
+            out[:, i] = derived[name]
+        for i, name in enumerate(WEATHER, start=len(SCHEDULE)):
+            out[:, i] = np.asarray(columns[name], dtype=np.float64) if name in columns else np.nan
+        tails = columns["tailnum"] if "tailnum" in columns else [None] * n
+        plane = [self.planes.get(t, _NO_PLANE) for t in tails]
+        start = len(SCHEDULE) + len(WEATHER)
+        out[:, start : start + len(PLANE)] = np.asarray(plane, dtype=np.float64).reshape(n, -1)
+        for i, col in enumerate(CATEGORICAL, start=len(NUMERIC)):
+            codes = self.categories[col]
+            out[:, i] = [codes.get(v, np.nan) for v in columns[col]]
+        return out
+
+    def rows(self, records: Sequence[Record]) -> Matrix:
+        """``transform`` of flight records, computed row by row (fast for a few rows).
+
+        Same arithmetic: a day past the month's end rolls over like numpy's datetime64, clock
+        times use float floor division and remainder.
+        """
+        holidays = self._holiday_list
+        last = len(holidays) - 1
+        rows = []
+        for r in records:
+            dep, arr = _clock(r["sched_dep_time"]), _clock(r["sched_arr_time"])
+            first = dt.date(int(r["year"]), int(r["month"]), 1).toordinal() - _EPOCH
+            days = first + int(r["day"]) - 1
+            pos = bisect.bisect_left(holidays, days)
+            near = min(abs(days - holidays[max(pos - 1, 0)]), abs(holidays[min(pos, last)] - days))
+            row = [dep, arr, (arr - dep) % 1440, (days + 3) % 7, near, float(r["distance"])]
+            row += [_float(r.get(name)) for name in WEATHER]
+            row += self.planes.get(r.get("tailnum"), _NO_PLANE)
+            row += [self.categories[col].get(r[col], math.nan) for col in CATEGORICAL]
+            rows.append(row)
+        return np.array(rows, dtype=np.float64).reshape(len(rows), len(FEATURES))
+
+    def columns(self, records: Sequence[Record]) -> Matrix:
+        """``transform`` of flight records, column-wise (fast for many rows).
+
+        The numeric fields of all records become one float matrix in one numpy call (None is
+        NaN), read with one C-level ``itemgetter`` call per record when every field is there
+        (``Flight`` values, as the API passes them); the codes stay Python lists.
+        """
+        try:
+            numbers = [_NUMBER_FIELDS(r) for r in records]
+        except KeyError:  # records without some optional fields: those are missing
+            numbers = [tuple(r.get(name) for name in _NUMBERS) for r in records]
+        matrix = np.array(numbers, dtype=np.float64).reshape(len(records), len(_NUMBERS))
+        columns: dict[str, Any] = dict(zip(_NUMBERS, matrix.T, strict=True))
+        for name in _CODES:
+            columns[name] = [r.get(name) for r in records]
+        return self.transform(columns)

@@ -1,0 +1,280 @@
+"""Release: version and tags, the model import into BentoML, the Bento build and the OCI image.
+
+Tags: the Bento is ``flight-delay:<semver>-<sha7>`` and the image carries ``flight-delay:<semver>``
+and ``flight-delay:sha-<sha7>``. ``<semver>`` is ``[project].version`` of pyproject.toml and
+``<sha7>`` the commit; a working tree with uncommitted changes gets ``-dirty`` appended to every
+tag, so such a build can never pass for the commit it started from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from flightdelay.compile.compiler import compile_pipeline
+from flightdelay.contract.names import BENTO_NAME, MODEL_FILE, MODEL_NAME
+from flightdelay.core import git
+from flightdelay.core.errors import StageError
+from flightdelay.core.io import run_main
+from flightdelay.core.params import load_params, params_hash
+from flightdelay.model.store import load_model
+
+log = logging.getLogger(__name__)
+
+#: the distributions the service imports (``flightdelay.serving`` and ``flightdelay.contract``):
+#: the compiled model needs numpy and onnxruntime, the API BentoML and pydantic; plus the compiled
+#: HTTP parser and event loop that uvicorn picks up when they are installed
+SERVICE_ROOTS = ("bentoml", "httptools", "numpy", "onnxruntime", "pydantic", "uvloop")
+SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9a-z][0-9a-z.]*)?$")
+
+
+@dataclass(frozen=True)
+class Release:
+    """What a build is made from: the project version and the commit."""
+
+    version: str
+    sha7: str
+    dirty: bool = False
+
+    def __post_init__(self) -> None:
+        if not SEMVER.match(self.version):
+            raise StageError(f"version {self.version!r} is not semver X.Y.Z[-prerelease]")
+        if not re.fullmatch(r"[0-9a-f]{7}", self.sha7):
+            raise StageError(f"git sha {self.sha7!r} is not 7 lowercase hex digits")
+
+    @property
+    def suffix(self) -> str:
+        return "-dirty" if self.dirty else ""
+
+    @property
+    def bento_version(self) -> str:
+        return f"{self.version}-{self.sha7}{self.suffix}"
+
+    @property
+    def bento_tag(self) -> str:
+        return f"{BENTO_NAME}:{self.bento_version}"
+
+    @property
+    def image_tags(self) -> tuple[str, str]:
+        """One image, two tags: the release and the commit."""
+        return (
+            f"{BENTO_NAME}:{self.version}{self.suffix}",
+            f"{BENTO_NAME}:sha-{self.sha7}{self.suffix}",
+        )
+
+    def model_tag(self, digest: str) -> str:
+        """The model's tag: the release plus the model file's digest (a retrain is a new tag)."""
+        return f"{MODEL_NAME}:{self.bento_version}-{digest[:8]}"
+
+
+def project_version(pyproject: str) -> str:
+    """``[project].version`` of a pyproject.toml text."""
+    try:
+        version = tomllib.loads(pyproject)["project"]["version"]
+    except (tomllib.TOMLDecodeError, KeyError) as exc:
+        raise StageError(f"pyproject.toml: no [project].version ({exc})") from exc
+    return str(version)
+
+
+def current_release(repo: Path) -> Release:
+    found = git.state(repo)
+    text = (repo / "pyproject.toml").read_text("utf-8")
+    return Release(project_version(text), found.sha7, found.dirty)
+
+
+def requirements_from_lock(lock: str, roots: Iterable[str]) -> list[str]:
+    """Pinned requirement lines for ``roots`` and everything they need, from a uv.lock text.
+
+    Markers of the dependency edges are kept (e.g. ``colorama==… ; sys_platform == 'win32'``).
+
+    Raises:
+        StageError: when a root or a dependency is not in the lock file.
+    """
+    packages = {p["name"]: p for p in tomllib.loads(lock)["package"]}
+    markers: dict[str, set[str]] = {}
+    todo: list[tuple[str, str, tuple[str, ...]]] = [(name, "", ()) for name in roots]
+    while todo:
+        name, marker, extras = todo.pop()
+        if name not in packages:
+            raise StageError(f"uv.lock: no package {name!r}")
+        seen = markers.setdefault(name, set())
+        if marker in seen and not extras:
+            continue
+        seen.add(marker)
+        package = packages[name]
+        edges = list(package.get("dependencies", []))
+        for extra in extras:
+            edges += package.get("optional-dependencies", {}).get(extra, [])
+        for dep in edges:
+            child = " and ".join(f"({m})" for m in (marker, dep.get("marker", "")) if m)
+            todo.append((dep["name"], child, tuple(dep.get("extra", ()))))
+    lines = []
+    for name in sorted(markers):
+        pin = f"{name}=={packages[name]['version']}"
+        conds = markers[name]
+        lines.append(pin if "" in conds else f"{pin} ; {' or '.join(sorted(conds))}")
+    return lines
+
+
+def headline(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The test-set metrics of evaluate.json plus the dummy's ROC AUC, without the slices."""
+    keep = {k: float(v) for k, v in metrics.items() if k.startswith("test.")}
+    if "dummy.roc_auc" in metrics:
+        keep["dummy.roc_auc"] = float(metrics["dummy.roc_auc"])
+    return keep
+
+
+def import_model(model_path: Path, params_path: Path, metrics_path: Path, release: Release) -> str:
+    """Put models/model.joblib into the BentoML model store (idempotent); returns its tag."""
+    import bentoml  # noqa: PLC0415 - BentoML stays at the edge
+    from bentoml.exceptions import NotFound  # noqa: PLC0415
+
+    model = load_model(model_path)  # a file that cannot be served fails here, not at serve time
+    if not hasattr(model.named_steps.get("features"), "categories_"):
+        raise StageError(f"{model_path}: the Pipeline has no fitted 'features' step")
+    serving = compile_pipeline(model)
+    if serving is None:  # the service runs only the compiled form: no scikit-learn in the image
+        raise StageError(
+            f"{model_path}: the model cannot be compiled to a ServingModel (see above)"
+        )
+    digest = hashlib.sha256(model_path.read_bytes()).hexdigest()
+    tag = release.model_tag(digest)
+    try:
+        bentoml.models.get(tag)
+    except NotFound:
+        pass
+    else:
+        log.info("model %s already in the store", tag)
+        return tag
+    params = load_params(params_path)
+    try:
+        metrics = json.loads(metrics_path.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise StageError(f"{metrics_path}: cannot read metrics: {exc}") from exc
+    labels = {"git_sha": release.sha7, "version": release.version, "dirty": str(release.dirty)}
+    metadata = {
+        "threshold": params.evaluate.threshold,
+        "metrics": headline(metrics),
+        "params_hash": params_hash(params),
+        "sha256": digest,
+    }
+    with bentoml.models.create(tag, module="flightdelay", labels=labels, metadata=metadata) as out:
+        shutil.copy2(model_path, out.path_of(MODEL_FILE))  # the reference, for audits
+        serving.save(out.path)  # what the API loads
+    log.info("imported %s as %s", model_path, tag)
+    return tag
+
+
+def build_bento(repo: Path, release: Release, model_tag: str) -> str:
+    """Build the Bento from bentofile.yaml (build context src/), pinning its Python packages.
+
+    The packages are the service's imports and their dependencies at the versions of uv.lock, so
+    the image runs what the tests ran.
+    """
+    import bentoml  # noqa: PLC0415
+
+    config = yaml.safe_load((repo / "bentofile.yaml").read_text("utf-8"))
+    packages = requirements_from_lock((repo / "uv.lock").read_text("utf-8"), SERVICE_ROOTS)
+    log.info("bento: %d pinned packages from uv.lock, model %s", len(packages), model_tag)
+    python = {**config.pop("python", {}), "packages": packages, "lock_packages": False}
+    labels = {**config.pop("labels", {}), "git_sha": release.sha7, "version": release.version}
+    if bentoml.bentos.list(release.bento_tag):
+        log.info("replacing existing bento %s", release.bento_tag)
+        bentoml.bentos.delete(release.bento_tag)
+    os.environ["FLIGHTDELAY_MODEL_TAG"] = model_tag  # the service module reads it on import
+    bento = bentoml.bentos.build(
+        **config,
+        python=python,
+        labels=labels,
+        models=[model_tag],
+        version=release.bento_version,
+        build_ctx=str(repo / "src"),
+    )
+    log.info("built bento %s", bento.tag)
+    return str(bento.tag)
+
+
+def container_backend(has_docker: bool, has_buildah: bool) -> str:
+    """Docker when an engine answers, else buildah; neither is a clear error."""
+    if has_docker:
+        return "docker"
+    if has_buildah:
+        return "buildah"
+    raise StageError("no container builder: install Docker (engine running) or buildah")
+
+
+def docker_running() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    done = subprocess.run(["docker", "info"], capture_output=True, check=False)  # noqa: S607
+    return done.returncode == 0
+
+
+def containerize(release: Release) -> tuple[str, ...]:
+    """``bentoml containerize`` the release's Bento into one image with both tags."""
+    backend = container_backend(docker_running(), shutil.which("buildah") is not None)
+    env = {**os.environ, "BUILDAH_ISOLATION": "chroot"}  # buildah: OCI runtimes fail here
+    cmd = [sys.executable, "-m", "bentoml", "containerize", release.bento_tag, "--backend", backend]
+    for tag in release.image_tags:
+        cmd += ["--image-tag", tag]
+    log.info("%s", " ".join(cmd))
+    started = time.perf_counter()
+    done = subprocess.run(cmd, env=env, check=False)  # noqa: S603 - fixed command
+    if done.returncode != 0:
+        raise StageError(f"bentoml containerize failed with status {done.returncode}")
+    log.info(
+        "image %s built in %.0f s", ", ".join(release.image_tags), time.perf_counter() - started
+    )
+    return release.image_tags
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="flightdelay bento", description=__doc__)
+    parser.add_argument(
+        "action",
+        nargs="?",
+        default="bento",
+        choices=["bento", "container", "tags"],
+        help="bento: import the model and build the Bento (default); container: the OCI image; "
+        "tags: print the tags of this commit as JSON",
+    )
+    parser.add_argument("--repo", type=Path, default=Path(), help="project root (Git work tree)")
+    parser.add_argument("--model", type=Path, help="bento: the fitted model file")
+    parser.add_argument("--params", type=Path, help="bento: params.yaml (threshold, params hash)")
+    parser.add_argument("--metrics", type=Path, help="bento: evaluate.json (headline metrics)")
+    args = parser.parse_args(argv)
+
+    def body() -> None:
+        release = current_release(args.repo)
+        log.info("release %s (bento %s)", release.version, release.bento_tag)
+        if args.action == "tags":
+            tags = {"bento": release.bento_tag, "images": list(release.image_tags)}
+            os.write(1, (json.dumps(tags) + "\n").encode())
+        elif args.action == "bento":
+            if not (args.model and args.params and args.metrics):
+                raise StageError("bento needs --model, --params and --metrics")
+            model_tag = import_model(args.model, args.params, args.metrics, release)
+            build_bento(args.repo.resolve(), release, model_tag)
+        else:
+            containerize(release)
+
+    return run_main("release", body)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,94 @@
+"""The service's pure parts: code checks, the request model, its HTTP edges (guard, 400 log)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from pydantic import ValidationError
+
+from flightdelay.contract.schema import Flight
+from flightdelay.serving.edges import ClientErrorLog, RequestGuard
+from flightdelay.serving.service import FlightsInput, unknown_codes
+
+EXAMPLE = Flight.model_config["json_schema_extra"]["examples"][0]  # type: ignore[index]
+KNOWN = {"carrier": {"UA": 0}, "origin": {"EWR": 0, "JFK": 1}, "dest": {"ORD": 0}}
+
+
+def test_known_codes_pass() -> None:
+    assert unknown_codes([Flight(**EXAMPLE)], KNOWN) == []
+
+
+def test_each_unknown_code_is_named_with_its_position() -> None:
+    flights = [Flight(**EXAMPLE), Flight(**{**EXAMPLE, "origin": "LGA", "carrier": "ZZ"})]
+    assert unknown_codes(flights, KNOWN) == [
+        "[1].carrier: unknown carrier code 'ZZ'",
+        "[1].origin: unknown airport code 'LGA'",
+    ]
+
+
+def test_malformed_json_is_a_validation_error() -> None:
+    with pytest.raises(ValidationError, match="Invalid JSON"):
+        FlightsInput.model_validate_json(b'[{"year": 2013')
+
+
+def test_request_body_is_a_bounded_list_of_flights() -> None:
+    assert FlightsInput.model_validate_json(f"[{Flight(**EXAMPLE).model_dump_json()}]").root
+    with pytest.raises(ValidationError, match="at least 1 item"):
+        FlightsInput.model_validate_json(b"[]")
+
+
+def test_openapi_schema_has_an_example_not_examples() -> None:
+    flight = FlightsInput.model_json_schema()["$defs"]["Flight"]
+    assert flight["example"]["origin"] == "EWR"
+    assert "examples" not in flight
+
+
+def _scope(
+    path: str = "/predict", kind: bytes = b"application/json", length: bytes = b"10"
+) -> dict:
+    headers = [(b"content-type", kind), (b"content-length", length)]
+    return {"type": "http", "method": "POST", "path": path, "headers": headers}
+
+
+def test_request_guard_refuses_oversized_and_non_json_predict_bodies() -> None:
+    guard = RequestGuard(app=None, max_body_bytes=100)  # type: ignore[arg-type]
+    assert guard.problem(_scope()) is None
+    assert guard.problem(_scope(length=b"101")) == (
+        413, "body of 101 bytes exceeds the limit of 100 bytes"
+    )  # fmt: skip
+    status, message = guard.problem(_scope(kind=b"multipart/form-data")) or (0, "")
+    assert (status, message) == (
+        400,
+        "Content-Type must be application/json, got 'multipart/form-data'",
+    )
+    assert guard.problem(_scope(path="/healthz", kind=b"text/plain")) is None
+
+
+def _record(exc: BaseException | None) -> logging.LogRecord:
+    exc_info = (type(exc), exc, exc.__traceback__) if exc is not None else None
+    return logging.LogRecord(
+        "bentoml._internal.server.http_app", logging.ERROR, __file__, 1,
+        "Exception on %s [%s]", ("/predict", "POST"), exc_info,
+    )  # fmt: skip
+
+
+def test_a_rejected_body_is_logged_as_one_warning_line() -> None:
+    try:
+        FlightsInput.model_validate_json(b'[{"year": 2013}]')
+    except ValidationError as exc:
+        record = _record(exc)
+    assert ClientErrorLog().filter(record)
+    assert record.levelno == logging.WARNING
+    assert record.exc_info is None
+    line = record.getMessage()
+    assert line.startswith("400 for /predict [POST]: root.0.month: Field required; ")
+    assert line.endswith("more)")
+
+
+def test_a_server_fault_keeps_its_traceback() -> None:
+    record = _record(RuntimeError("boom"))
+    assert ClientErrorLog().filter(record)
+    assert record.levelno == logging.ERROR
+    assert record.exc_info is not None
+    assert record.getMessage() == "Exception on /predict [POST]"
