@@ -4,7 +4,7 @@ UV ?= uv
 RUN := $(UV) run --locked
 
 .DEFAULT_GOAL := help
-.PHONY: help setup repro test check lint format typecheck dag fuzz soak audit push pull sweep mlflow-ui promote clean bento container container-smoke bench-http
+.PHONY: help setup repro test check lint format typecheck imports dag fuzz soak audit push pull sweep mlflow-ui promote clean bento container container-smoke bench-http
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -30,7 +30,10 @@ format: setup ## apply ruff fixes and formatting
 typecheck: setup ## mypy, strict on src/
 	$(RUN) mypy
 
-check: lint typecheck repro test ## what CI runs (the pipeline before the tests: the full-data checks read its outputs)
+imports: setup ## the layer contracts of src/flightdelay (import-linter, pyproject.toml)
+	$(RUN) lint-imports
+
+check: lint typecheck imports repro test ## what CI runs (the pipeline before the tests: the full-data checks read its outputs)
 
 dag: setup ## print the pipeline DAG
 	$(RUN) dvc dag

@@ -16,7 +16,6 @@ from pathlib import Path
 
 from benchmarks import loopback
 from benchmarks.loopback import Server
-
 from conftest import CHILD_ENV, copy_repo
 
 

@@ -12,16 +12,12 @@ from pathlib import Path
 import pytest
 from bento_helpers import release, release_env, release_repo, tags
 
+from conftest import unavailable
 from flightdelay.ops.release import container_backend, docker_running
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        shutil.which("buildah") is None and shutil.which("docker") is None,
-        reason="needs buildah (or a Docker engine): .ci/run installs buildah and debootstrap",
-    ),
-]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+#: what makes this test runnable on a Debian machine (what .ci/run does)
+ENABLE = "apt-get install -y buildah debootstrap && scripts/base-image.sh"
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -43,10 +39,10 @@ def _base_image_present() -> bool:
 def test_image_builds_with_both_tags_and_passes_the_smoke_test(
     small_repo: Path, tmp_path: Path
 ) -> None:
+    if not docker_running() and shutil.which("buildah") is None:
+        unavailable(f"no container builder (a Docker engine or buildah): {ENABLE}")
     if not _base_image_present():
-        pytest.skip(
-            "base image python:3.11-slim missing: run scripts/base-image.sh (as .ci/run does)"
-        )
+        unavailable(f"base image python:3.11-slim missing: {ENABLE}")
     repo = release_repo(tmp_path / "repo", small_repo)
     home = tmp_path / "bentoml"
     release(repo, home, "bento")

@@ -4,7 +4,7 @@ Cases come from the service's own OpenAPI document (``/docs.json``): valid and i
 wrong types, missing and extra fields, boundary values, unsupported methods. Every response must
 be no 5xx and must match the documented status codes, content type and response schema.
 
-The run is scripts/fuzz.py's (`make fuzz` runs it longer, on the full model), on the document as
+The run is benchmarks/fuzz.py's (`make fuzz` runs it longer, on the full model), on the document as
 served. Two tests below hold the service to the corrections of BentoML's document that make that
 possible (``flightdelay.serving.edges.corrected_document``):
 
@@ -31,14 +31,13 @@ from typing import Any
 
 import httpx
 import pytest
-from benchmarks.loopback import Server
 from reliability_helpers import GOOD, shared_server
 
-from conftest import script
+from benchmarks import fuzz
+from benchmarks.loopback import Server
 
 pytestmark = pytest.mark.e2e
 MAX_EXAMPLES = 40
-fuzz = script("fuzz")
 
 
 @pytest.fixture(scope="module")

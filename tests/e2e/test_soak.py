@@ -1,6 +1,6 @@
 """Sustained load: a fixed request rate against a live `bentoml serve`, zero errors, flat memory.
 
-The short version of `make soak` (scripts/soak.py, 60 s on the full model): 10 s at 30 requests/s
+The short version of `make soak` (benchmarks/soak.py, 60 s on the full model): 10 s at 30 requests/s
 of 5 test flights each after a warm-up, the RSS of the server's process tree sampled every half
 second; the medians of the first and the last 3 s must be within 10 %.
 """
@@ -13,14 +13,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from benchmarks.loopback import Server, tree_rss_mb
 from reliability_helpers import shared_server
 
-from conftest import script
+from benchmarks import bench_http, soak
+from benchmarks.loopback import Server, tree_rss_mb
 
 log = logging.getLogger(__name__)
-soak = script("soak")
-bench_http = script("bench_http")
 RATE, SECONDS, WINDOW_S, MAX_DRIFT = 30.0, 10.0, 3.0, 0.10
 
 

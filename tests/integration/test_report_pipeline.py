@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import run
+from conftest import run, script
 
+scan_secrets = script("scan_secrets")
 NUMBER = re.compile(r"[+-]?\d+(?:\.\d+)?")
 
 
@@ -89,3 +90,20 @@ def test_report_params_and_plots(branch: Path) -> None:
     assert pngs == ["calibration.png", "confusion.png", "importance.png", "pr.png", "roc.png"]
     assert "head only" not in text  # the base's plots came from the DVC cache
     assert len(text) < 60_000
+
+
+def test_generated_report_and_its_logs_hold_no_credentials(
+    small_repo: Path, tmp_path: Path
+) -> None:
+    """`flightdelay report` on a copy of the sampled pipeline run: report.md, and the command's
+    output, carry numbers and params only."""
+    repo = tmp_path / "repo"
+    shutil.copytree(small_repo, repo, symlinks=True)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "pipeline run"], repo)
+    done = run(["flightdelay", "report", "--base", "main"], repo)
+    (tmp_path / "report.log").write_text(done.stdout + done.stderr)
+    report = repo / "report.md"
+    assert "flight-delay report" in report.read_text()
+    findings = scan_secrets.scan_paths([report, tmp_path / "report.log"])
+    assert not findings, "\n".join(map(str, findings))

