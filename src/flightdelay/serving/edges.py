@@ -1,7 +1,8 @@
 """The HTTP edges of the API, around BentoML: what it gets wrong or leaves to the application.
 
 * ``RequestGuard``: a /predict body over the size limit is a 413 and a non-JSON one a 400,
-  before anything reads it (BentoML would parse it in full, or hand it to its form parser: 500).
+  before anything parses it (BentoML would parse it in full, or hand it to its form parser: 500);
+  the refused body is drained first, so a client that sends it all before reading gets the answer.
 * ``OpenAPIDocument``: ``GET /docs.json`` in the forms of the OpenAPI version it declares, with
   the 400 body documented as sent (``corrected_document``).
 * ``ClientErrorLog``: a rejected request is one WARNING line, not an ERROR with a traceback.
@@ -9,6 +10,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 from typing import Any
@@ -44,35 +47,105 @@ def openapi_30(node: Any) -> Any:
     return out
 
 
+#: a refused body is read and discarded up to this size (or for this long) before the answer,
+#: so a client that sends its whole body before reading gets the 413 instead of a reset
+#: connection; a larger one is answered at once and the connection closed, as nginx does
+DRAIN_BYTES = 64 * 2**20
+DRAIN_SECONDS = 10.0
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+async def read_body(receive: Receive, limit: int) -> tuple[list[Message], bool]:
+    """The request's body messages, read until its end or until more than ``limit`` bytes came.
+
+    Returns:
+        The messages read, and whether the body ended within ``limit`` bytes.
+    """
+    messages: list[Message] = []
+    size = 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":  # the client went away
+            return messages, False
+        size += len(message.get("body", b""))
+        if size > limit:
+            return messages, False
+        if not message.get("more_body", False):
+            return messages, True
+
+
+async def drain(receive: Receive, limit: int, seconds: float) -> None:
+    """Read and discard what is left of the body: at most ``limit`` bytes, for ``seconds``."""
+    size = 0
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            while size <= limit:
+                message = await receive()
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    return
+                size += len(message.get("body", b""))
+
+
+def replay(messages: list[Message], receive: Receive) -> Receive:
+    """A ``receive`` that hands out the messages already read, then defers to ``receive``."""
+    pending = list(messages)
+
+    async def again() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return again
+
+
 class RequestGuard:
     """Refuse a /predict body larger than the limit (413) or not JSON (400, the documented client
-    error) before it is read, so a huge or odd request costs neither memory nor a 500 from
-    BentoML's form parser."""
+    error) before it is parsed, so a huge or odd request costs neither memory nor a 500 from
+    BentoML's form parser. A body without a declared length (chunked) is read here up to the
+    limit. The refused body is drained (``drain``) before the answer, so the client reads it."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, drain_bytes: int = DRAIN_BYTES) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.drain_bytes = drain_bytes
+
+    @staticmethod
+    def guards(scope: Scope) -> bool:
+        post = scope["type"] == "http" and scope["method"] == "POST"
+        return bool(post and scope["path"] == "/predict")
 
     def problem(self, scope: Scope) -> tuple[int, str] | None:
-        """The status and message refusing this request, or None to let it through."""
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != "/predict":
+        """The status and message refusing this request by its headers, or None."""
+        if not self.guards(scope):
             return None
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        headers = _headers(scope)
         kind = headers.get("content-type", "")
         if not kind.startswith("application/json"):
             return 400, f"Content-Type must be application/json, got {kind!r}"
-        length = headers.get("content-length", "0")
-        if not length.isdigit() or int(length) > self.max_body_bytes:
+        length = headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
             return 413, f"body of {length} bytes exceeds the limit of {self.max_body_bytes} bytes"
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         refused = self.problem(scope)
+        if refused is None and self.guards(scope) and "content-length" not in _headers(scope):
+            messages, complete = await read_body(receive, self.max_body_bytes)
+            if complete:
+                receive = replay(messages, receive)
+            else:
+                refused = 413, f"body exceeds the limit of {self.max_body_bytes} bytes"
         if refused is None:
             await self.app(scope, receive, send)
             return
         status, message = refused
-        await JSONResponse({"error": message}, status_code=status)(scope, receive, send)
+        length = _headers(scope).get("content-length", "0")
+        if not length.isdigit() or int(length) <= self.drain_bytes:
+            await drain(receive, self.drain_bytes, DRAIN_SECONDS)
+        response = JSONResponse({"error": message}, status, headers={"connection": "close"})
+        await response(scope, receive, send)
 
 
 class ClientErrorLog(logging.Filter):

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from flightdelay.contract.schema import Flight
-from flightdelay.serving.edges import ClientErrorLog, RequestGuard
+from flightdelay.serving.edges import ClientErrorLog, RequestGuard, drain
 from flightdelay.serving.service import FlightsInput, unknown_codes
 
 EXAMPLE = Flight.model_config["json_schema_extra"]["examples"][0]  # type: ignore[index]
@@ -57,12 +60,14 @@ def test_request_guard_refuses_oversized_and_non_json_predict_bodies() -> None:
     assert guard.problem(_scope(length=b"101")) == (
         413, "body of 101 bytes exceeds the limit of 100 bytes"
     )  # fmt: skip
-    status, message = guard.problem(_scope(kind=b"multipart/form-data")) or (0, "")
-    assert (status, message) == (
+    assert guard.problem(_scope(kind=b"multipart/form-data")) == (
         400,
         "Content-Type must be application/json, got 'multipart/form-data'",
     )
     assert guard.problem(_scope(path="/healthz", kind=b"text/plain")) is None
+    chunked = _scope()
+    chunked["headers"] = [(b"content-type", b"application/json")]  # no length: counted as read
+    assert guard.problem(chunked) is None
 
 
 def _record(exc: BaseException | None) -> logging.LogRecord:
@@ -92,3 +97,33 @@ def test_a_server_fault_keeps_its_traceback() -> None:
     assert record.levelno == logging.ERROR
     assert record.exc_info is not None
     assert record.getMessage() == "Exception on /predict [POST]"
+
+
+def test_drain_reads_a_refused_body_to_its_end_within_a_bound() -> None:
+    """The guard discards what is left of a refused body, but never more than its bound of bytes
+    or of time: an endless body or a stalled client cannot hold the worker."""
+    calls: list[int] = []
+
+    async def endless() -> dict[str, Any]:
+        calls.append(1)
+        return {"type": "http.request", "body": b"x" * 1000, "more_body": True}
+
+    asyncio.run(drain(endless, limit=10_000, seconds=5))
+    assert len(calls) == 11  # 11,000 bytes read: one chunk past the bound, then it stops
+
+    async def stalled() -> dict[str, Any]:
+        await asyncio.sleep(60)
+        return {"type": "http.disconnect"}
+
+    started = time.perf_counter()
+    asyncio.run(drain(stalled, limit=10_000, seconds=0.2))
+    assert time.perf_counter() - started < 5
+
+    ended = [{"type": "http.request", "body": b"ab", "more_body": True},
+             {"type": "http.request", "body": b"c", "more_body": False}]  # fmt: skip
+
+    async def finite() -> dict[str, Any]:
+        return ended.pop(0)
+
+    asyncio.run(drain(finite, limit=10_000, seconds=5))
+    assert ended == []
