@@ -10,11 +10,12 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from flightdelay.core.errors import StageError
+
+if TYPE_CHECKING:  # pandas loads only where frames are read: the remote and git commands skip it
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,8 @@ def write_parquet(frame: pd.DataFrame, path: str | Path) -> None:
 
 
 def read_parquet(path: str | Path) -> pd.DataFrame:
+    import pandas as pd  # noqa: PLC0415 - see the import block
+
     try:
         return pd.read_parquet(path)
     except (OSError, ValueError) as exc:

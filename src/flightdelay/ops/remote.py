@@ -23,10 +23,13 @@ from typing import Any
 from dvc.exceptions import DvcException
 from dvc.repo import Repo
 
+from flightdelay.core.errors import StageError
+from flightdelay.core.io import setup_logging
+
 log = logging.getLogger(__name__)
 
 
-class RemoteError(Exception):
+class RemoteError(StageError):
     """The remote cannot be used: the message names it, the problem and the fix."""
 
 
@@ -183,12 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sub.add_argument("--repo", type=Path, default=Path(), help="the DVC repository")
     args = parser.parse_args(argv)
 
-    # the stages' logging format; flightdelay.core.io is not imported: it loads pandas
-    logging.basicConfig(
-        level=os.environ.get("FLIGHTDELAY_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    setup_logging()
     try:
         if args.action == "check":
             log.info("%s: reachable", check_remote(args.repo, args.remote))
