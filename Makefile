@@ -4,7 +4,7 @@ UV ?= uv
 RUN := $(UV) run --locked
 
 .DEFAULT_GOAL := help
-.PHONY: help setup repro test check lint format typecheck imports dag fuzz soak audit push pull sweep mlflow-ui promote clean bento container container-smoke bench-http
+.PHONY: help setup repro test check lint format typecheck imports dag fuzz soak audit push pull sweep mlflow-ui promote clean bento container container-smoke bench-http docs
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -55,6 +55,9 @@ bench-http: setup ## HTTP load benchmark of the service (bentoml serve on loopba
 		--metrics-in metrics/evaluate.json --rows data/features/test.parquet \
 		--out metrics/benchmark_http.json
 
+docs: setup ## regenerate the tables of README.md and docs/*.md from metrics/*.json
+	$(RUN) flightdelay docs
+
 BASE ?= main
 report: setup ## the pull-request report against BASE (default main): report.md + report_assets/
 	$(RUN) flightdelay report --base $(BASE)
@@ -64,13 +67,10 @@ REMOTE ?=
 REMOTE_ARG := $(if $(REMOTE),-r $(REMOTE))
 
 push: setup ## check the DVC remote, then upload outputs and run-cache (dvc push --run-cache)
-	$(RUN) flightdelay remote check $(REMOTE_ARG)
-	$(RUN) dvc push --run-cache $(REMOTE_ARG)
-	$(RUN) flightdelay remote push-run-outputs $(REMOTE_ARG)
+	$(RUN) flightdelay remote push $(REMOTE_ARG)
 
 pull: setup ## check the DVC remote, then download outputs and run-cache (dvc pull --run-cache)
-	$(RUN) flightdelay remote check $(REMOTE_ARG)
-	$(RUN) dvc pull --run-cache $(REMOTE_ARG)
+	$(RUN) flightdelay remote pull $(REMOTE_ARG)
 
 bento: setup ## import models/model.joblib into BentoML and build the Bento flight-delay:<semver>-<sha7>
 	$(RUN) python -m flightdelay.ops.release bento --model models/model.joblib \

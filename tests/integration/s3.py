@@ -6,9 +6,13 @@ fake credentials from the environment, never from ~/.aws.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import subprocess
 import tempfile
+import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -128,3 +132,72 @@ def workspace(repo: Path) -> dict[str, int]:
         for path in sorted(repo.rglob("*"))
         if path.is_file() and path.relative_to(repo).parts[0] not in {".git", ".dvc"}
     }
+
+
+class Link:
+    """A TCP relay on a loopback port to the S3 server, at a bounded rate, that can be cut and
+    brought back on the same port: the network path to the store going away in the middle of a
+    transfer, and returning. The store behind it stays the real moto server.
+
+    Args:
+        endpoint: the server's ``http://host:port``.
+        bytes_per_s: the rate each direction of each connection is held to.
+    """
+
+    def __init__(self, endpoint: str, bytes_per_s: int) -> None:
+        host, port = endpoint.removeprefix("http://").split(":")
+        self.target = (host, int(port))
+        self.rate = bytes_per_s
+        self.relayed = 0  # bytes passed on, both directions, since the start
+        self.port = 0
+        self._listener: socket.socket | None = None
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Link:
+        """Listen (on the port of the first start, when started again) and relay."""
+        self._listener = socket.create_server(("127.0.0.1", self.port))  # SO_REUSEADDR
+        self.port = self._listener.getsockname()[1]
+        threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
+        return self
+
+    def cut(self) -> None:
+        """Close the port and reset every open connection."""
+        if self._listener is not None:
+            self._listener.close()
+        with self._lock:
+            for sock in self._open:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            self._open.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                near, _ = listener.accept()
+            except OSError:  # cut
+                return
+            far = socket.create_connection(self.target)
+            with self._lock:
+                self._open |= {near, far}
+            for src, dst in ((near, far), (far, near)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while chunk := src.recv(16384):
+                dst.sendall(chunk)
+                with self._lock:
+                    self.relayed += len(chunk)
+                time.sleep(len(chunk) / self.rate)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)

@@ -6,16 +6,23 @@ One sampled pipeline run is pushed (outputs, run-cache and the run-cache's metri
 
 from __future__ import annotations
 
+import re
 import shutil
+import signal
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import nullcontext
 from pathlib import Path
+from subprocess import PIPE
 from typing import NamedTuple
 
 import pytest
 from s3 import (
     BUCKET,
+    Link,
     add_remote,
     auth_enforced,
     client,
@@ -26,6 +33,8 @@ from s3 import (
     set_endpoint,
     workspace,
 )
+
+from conftest import ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -51,11 +60,9 @@ def origin(small_repo: Path, endpoint: str, tmp_path_factory: pytest.TempPathFac
     set_endpoint(repo, endpoint)
     run_s3(["git", "branch", "no-lock"], repo)
     assert "up to date" in run_s3(["dvc", "status"], repo).stdout
-    run_s3(["flightdelay", "remote", "check"], repo)
-    run_s3(["dvc", "push", "--run-cache"], repo)
-    extra = run_s3(["flightdelay", "remote", "push-run-outputs"], repo)
+    pushed = run_s3(["flightdelay", "remote", "push"], repo)  # what `make push` runs
     # the three metrics files (cache: false) are what `dvc push --run-cache` leaves out
-    assert "3 object(s) uploaded" in extra.stderr, extra.stderr
+    assert "3 run-cache output object(s) uploaded" in pushed.stderr, pushed.stderr
     run_s3(["git", "add", "-A"], repo)
     run_s3(["git", "commit", "-qm", "pipeline run"], repo)
     return repo
@@ -170,3 +177,96 @@ def test_a_broken_remote_fails_clearly_and_leaves_no_partial_files(
     assert (workspace(origin), workspace(empty_clone)) == before
     assert not (empty_clone / "models" / "model.joblib").exists()
     assert not (empty_clone / "data" / "features").exists()
+
+
+def _cache_bytes(repo: Path) -> int:
+    return sum(
+        p.stat().st_size for p in (repo / ".dvc" / "cache" / "files").rglob("*") if p.is_file()
+    )
+
+
+def _when_relayed(link: Link, count: int, proc: subprocess.Popen[str]) -> None:
+    """Wait until ``count`` bytes went through the link (the transfer is under way)."""
+    deadline = time.monotonic() + 120
+    while link.relayed < count:
+        assert proc.poll() is None, f"finished before {count} bytes: {proc.communicate()}"
+        assert time.monotonic() < deadline, f"{link.relayed} of {count} bytes in 120 s"
+        time.sleep(0.05)
+
+
+def test_push_cut_off_midway_fails_clearly_and_a_second_push_completes(
+    origin: Path, endpoint: str, tmp_path: Path
+) -> None:
+    """The store goes away a quarter into `make push` (`flightdelay remote push`): exit status 1
+    and one line naming the remote, the unreachable endpoint and what to do; once the store is
+    back the same push completes, and a fresh clone pulls every output from it."""
+    client(endpoint).create_bucket(Bucket="cut-push")
+    total = _cache_bytes(origin)
+    link = Link(endpoint, bytes_per_s=max(total // 8, 50_000)).start()
+    add_remote(origin, "cut-push", "s3://cut-push/cache", link.url)
+    push = ["flightdelay", "remote", "push", "-r", "cut-push"]  # what `make push` runs
+    proc = subprocess.Popen(push, cwd=origin, env=s3_env(), stdout=PIPE, stderr=PIPE, text=True)
+    _when_relayed(link, total // 4, proc)
+    link.cut()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, out + err
+    said = [line for line in err.splitlines() if line.startswith("remote: error:")]
+    assert said == [
+        f"remote: error: push stopped midway: remote 'cut-push' (s3://cut-push/cache at "
+        f"{link.url}): cannot connect to the endpoint ({_unreachable(err)}): check the network "
+        "and the endpoint (`dvc remote modify --local cut-push endpointurl URL` or "
+        "AWS_ENDPOINT_URL); run `make push` again once it answers (what was transferred is kept)"
+    ], err
+
+    link.start()
+    try:
+        run_s3(push, origin)
+        repo = clone(origin, tmp_path / "clone", endpoint)
+        add_remote(repo, "cut-push", "s3://cut-push/cache", link.url)
+        run_s3(["dvc", "pull", "-r", "cut-push"], repo)
+    finally:
+        link.cut()
+    assert outputs(repo) == outputs(origin)
+
+
+def _unreachable(stderr: str) -> str:
+    """botocore's own words for the refused connection, as the check quotes them."""
+    found = re.search(r"cannot connect to the endpoint \((.*?)\): check", stderr)
+    assert found, stderr
+    return found.group(1)
+
+
+def test_pull_interrupted_leaves_no_half_written_file_and_a_second_pull_completes(
+    origin: Path, endpoint: str, tmp_path: Path
+) -> None:
+    """Ctrl-C a third into `dvc pull`: every output in the workspace is whole or absent, every
+    object in the cache hashes to its name (scripts/verify_cache.py), `dvc status` does not call
+    the workspace up to date, `dvc checkout` restores only whole files; the next pull completes."""
+    repo = clone(origin, tmp_path / "clone", endpoint)
+    total = _cache_bytes(origin)
+    link = Link(endpoint, bytes_per_s=max(total // 8, 50_000)).start()
+    add_remote(repo, "slow", f"s3://{BUCKET}/cache", link.url)
+    pull = ["dvc", "pull", "-r", "slow"]
+    try:
+        proc = subprocess.Popen(pull, cwd=repo, env=s3_env(), stdout=PIPE, stderr=PIPE, text=True)
+        _when_relayed(link, total // 3, proc)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode != 0, out + err
+
+        expected = outputs(origin)
+        partial = outputs(repo)
+        assert partial.keys() < expected.keys(), "the pull was not interrupted"
+        assert {k: v for k, v in expected.items() if k in partial} == partial
+        verify = [sys.executable, str(ROOT / "scripts" / "verify_cache.py"), "--repo", str(repo)]
+        assert run_s3(verify, repo, check=False).returncode == 0
+        assert "up to date" not in run_s3(["dvc", "status"], repo).stdout
+        run_s3(["dvc", "checkout"], repo, check=False)
+        restored = outputs(repo)
+        assert {k: v for k, v in expected.items() if k in restored} == restored
+
+        run_s3(pull, repo)
+    finally:
+        link.cut()
+    assert outputs(repo) == expected
+    assert "up to date" in run_s3(["dvc", "status"], repo).stdout

@@ -11,19 +11,30 @@ from typing import Any
 from flightdelay.core.errors import StageError
 
 
-def dvc(args: list[str], repo: Path, error: type[StageError] = StageError) -> str:
+def dvc(
+    args: list[str], repo: Path, error: type[StageError] = StageError, *, shown: bool = False
+) -> str:
     """Run ``dvc <args>`` (the DVC of this interpreter) in ``repo``; its stdout.
+
+    Args:
+        args: the DVC command line after ``dvc``.
+        repo: where to run it.
+        error: the type of the error raised on failure.
+        shown: let DVC write to the terminal (its progress bars, for long transfers) instead of
+            capturing its output; then nothing is returned.
 
     Raises:
         StageError: (or ``error``) naming the command and DVC's last line of output.
     """
     done = subprocess.run(  # noqa: S603 - this interpreter, arguments built by the project
-        [sys.executable, "-m", "dvc", *args], cwd=repo, capture_output=True, text=True, check=False
-    )
+        [sys.executable, "-m", "dvc", *args],
+        cwd=repo, capture_output=not shown, text=True, check=False,
+    )  # fmt: skip
     if done.returncode != 0:
-        detail = (done.stderr or done.stdout).strip().splitlines()
-        raise error(f"dvc {' '.join(args)} failed: {detail[-1] if detail else '(no output)'}")
-    return done.stdout
+        detail = (done.stderr or done.stdout or "").strip().splitlines()
+        last = detail[-1] if detail else "see DVC's messages above"
+        raise error(f"dvc {' '.join(args)} failed (exit status {done.returncode}): {last}")
+    return done.stdout or ""
 
 
 def dvc_json(args: list[str], repo: Path) -> dict[str, Any]:

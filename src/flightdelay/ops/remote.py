@@ -23,6 +23,7 @@ from typing import Any
 from dvc.exceptions import DvcException
 from dvc.repo import Repo
 
+from flightdelay.core.dvc import dvc
 from flightdelay.core.errors import StageError
 from flightdelay.core.io import setup_logging
 
@@ -173,6 +174,31 @@ def push_run_outputs(root: Path, name: str | None) -> int:
     return transferred
 
 
+def transfer(root: Path, name: str | None, action: str) -> None:
+    """``dvc push --run-cache`` (then ``push_run_outputs``) or ``dvc pull --run-cache``, after a
+    check of the remote; a failure midway is explained in one line: the remote checked again,
+    and what to do. Objects transferred before the failure are whole and stay (DVC writes each
+    through a temporary file): the next run transfers the rest.
+
+    Raises:
+        RemoteError: the remote cannot be used, or the transfer stopped (and why).
+    """
+    where = check_remote(root, name)
+    try:
+        dvc([action, "--run-cache", *(["-r", name] if name else [])], root, RemoteError, shown=True)
+    except RemoteError as exc:
+        try:
+            check_remote(root, name)
+        except RemoteError as down:
+            raise RemoteError(
+                f"{action} stopped midway: {down}; run `make {action}` again once it answers "
+                "(what was transferred is kept)"
+            ) from exc
+        raise RemoteError(f"{action} with {where} failed: {exc}") from exc
+    if action == "push":
+        log.info("%d run-cache output object(s) uploaded", push_run_outputs(root, name))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``flightdelay remote check|push-run-outputs [-r NAME]``; exit status 1 on a remote error."""
     parser = argparse.ArgumentParser(prog="flightdelay remote", description=__doc__.split("\n")[0])
@@ -180,6 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for action, text in {
         "check": "check that the remote answers; a clear error naming it if not",
         "push-run-outputs": "upload the run-cache outputs `dvc push --run-cache` leaves out",
+        "push": "check, then dvc push --run-cache and push-run-outputs (what `make push` runs)",
+        "pull": "check, then dvc pull --run-cache (what `make pull` runs)",
     }.items():
         sub = actions.add_parser(action, help=text, description=text)
         sub.add_argument("-r", "--remote", default=None, help="remote name (default: core.remote)")
@@ -190,8 +218,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.action == "check":
             log.info("%s: reachable", check_remote(args.repo, args.remote))
-        else:
+        elif args.action == "push-run-outputs":
             log.info("%d object(s) uploaded", push_run_outputs(args.repo, args.remote))
+        else:
+            transfer(args.repo, args.remote, args.action)
     except RemoteError as exc:
         sys.stderr.write(f"remote: error: {exc}\n")
         return 1
