@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "apply the best DVC experiment, register it as champion",
     ),
     "bento": ("flightdelay.ops.release", "[bento|container|tags] build the Bento, its image; tags"),
+    "docs": ("flightdelay.ops.docs", "rewrite the docs' tables from metrics/*.json (--check)"),
 }
 
 
