@@ -228,6 +228,21 @@ def memory(metrics: Metrics) -> str:
     return "\n\n".join([table(head, rows), footer("benchmark_http")])
 
 
+def soak(metrics: Metrics) -> str:
+    """The last `make soak`: a fixed request rate for a fixed time (metrics/soak.json)."""
+    s = figures(metrics, "soak")
+    rows = [
+        ("requests (rate achieved)", f"{s('requests'):,.0f} ({s('rate_achieved_per_s'):g}/s)"),
+        ("errors", f"{s('errors'):,.0f}"),
+        ("latency p50 / p99 / max", f"{ms(s('latency_ms_p50'))} / {ms(s('latency_ms_p99'))} / "
+                                    f"{ms(s('latency_ms_max'))}"),
+        ("server RSS, first → last window",
+         f"{megabytes(s('rss_first_window_mb'))} → {megabytes(s('rss_last_window_mb'))} "
+         f"({s('rss_drift'):+.1%})"),
+    ]  # fmt: skip
+    return "\n\n".join([table(("`make soak`", "figure"), rows), footer("soak")])
+
+
 @dataclass(frozen=True)
 class Block:
     """A generated block: the metrics files it reads and its renderer."""
@@ -241,6 +256,7 @@ BLOCKS: dict[str, Block] = {
     "benchmark": Block(("benchmark",), benchmark),
     "http": Block(("benchmark_http",), http),
     "memory": Block(("benchmark_http",), memory),
+    "soak": Block(("soak",), soak),
 }
 
 
