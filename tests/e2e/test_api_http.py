@@ -6,6 +6,7 @@ The model comes from the sampled pipeline run (the ``small_repo`` fixture); the 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -13,6 +14,7 @@ import re
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,8 +29,9 @@ import yaml
 from bento_helpers import Server, release, release_repo, serving, tags
 
 from flightdelay.compile.compiler import compile_pipeline
+from flightdelay.contract.names import BENTO_NAME, MODEL_NAME
 from flightdelay.contract.schema import CATEGORICAL, TARGET, Flight
-from flightdelay.core.params import HGBParams
+from flightdelay.core.params import HGBParams, load_params, params_hash
 from flightdelay.model.candidates import build
 from flightdelay.model.predict import predict_proba, records_frame
 from flightdelay.model.store import load_model, save_model
@@ -102,17 +105,28 @@ def test_single_flight_and_missing_weather(server: Server, small_repo: Path) -> 
     assert 0.0 < answer["probability"] < 1.0
 
 
-def test_concurrent_requests_do_not_mix_answers(server: Server, test_rows: pd.DataFrame) -> None:
-    bodies = [as_json(test_rows.iloc[i : i + 1 + i % 5]) for i in range(40)]
+def test_concurrent_requests_do_not_mix_answers(
+    server: Server, test_rows: pd.DataFrame, small_repo: Path
+) -> None:
+    """40 requests of 1-5 distinct flights each, 16 at a time: every answer is the reference
+    prediction of its own flights, and the one the same request gets alone."""
+    sizes = [1 + i % 5 for i in range(40)]
+    starts = np.cumsum([0, *sizes[:-1]])
+    assert starts[-1] + sizes[-1] <= len(test_rows)  # no flight in two requests
+    bodies = [as_json(test_rows.iloc[s : s + n]) for s, n in zip(starts, sizes, strict=True)]
     with ThreadPoolExecutor(max_workers=16) as pool:
         answers = list(pool.map(lambda body: post(server, body), bodies))
-    alone = [post(server, body).json() for body in bodies[:5]]
-    assert all(r.status_code == 200 for r in answers)
-    assert [len(r.json()) for r in answers] == [len(b) for b in bodies]
-    for got, ref in zip(answers[:5], alone, strict=True):
-        assert [a["probability"] for a in got.json()] == pytest.approx(
-            [a["probability"] for a in ref], abs=1e-12
-        )
+    assert [r.status_code for r in answers] == [200] * len(bodies)
+    model = load_model(small_repo / "models/model.joblib")
+    reference = predict_proba(model, test_rows)
+    got = [[a["probability"] for a in resp.json()] for resp in answers]
+    for start, size, probabilities in zip(starts, sizes, got, strict=True):
+        expected = reference[start : start + size]
+        assert len(probabilities) == size
+        np.testing.assert_allclose(probabilities, expected, rtol=0, atol=1e-9)
+    for body, probabilities in zip(bodies, got, strict=True):
+        alone = [a["probability"] for a in post(server, body).json()]
+        assert probabilities == pytest.approx(alone, abs=1e-12)
 
 
 def _with(**changes: object) -> list[dict[str, object]]:
@@ -162,7 +176,9 @@ def test_malformed_json_is_a_400(server: Server, raw: bytes) -> None:
     assert post(server, [GOOD]).status_code == 200
 
 
-def test_metadata(server: Server, repo: Path, small_repo: Path) -> None:
+def test_metadata(server: Server, repo: Path, small_repo: Path, tmp_path: Path) -> None:
+    """The served release is the repository's: its pyproject version, its commit, the tags
+    ``release tags`` prints for it, and the digest of the model file it was built from."""
     meta = httpx.get(f"{server.url}/metadata", timeout=10).json()
     sha7 = subprocess.run(
         ["git", "rev-parse", "--short=7", "HEAD"],
@@ -171,13 +187,20 @@ def test_metadata(server: Server, repo: Path, small_repo: Path) -> None:
         text=True,
         check=True,
     ).stdout.strip()
+    version = tomllib.loads((repo / "pyproject.toml").read_text())["project"]["version"]
+    digest = hashlib.sha256((repo / "models/model.joblib").read_bytes()).hexdigest()
     evaluate = json.loads((small_repo / "metrics/evaluate.json").read_text())
+    assert tags(repo, tmp_path) == {
+        "bento": f"{BENTO_NAME}:{version}-{sha7}",
+        "images": [f"{BENTO_NAME}:{version}", f"{BENTO_NAME}:sha-{sha7}"],
+    }
     assert meta["git_sha"] == sha7
-    assert meta["release"] == "0.1.0" or re.fullmatch(r"\d+\.\d+\.\d+.*", meta["release"])
-    assert meta["model_version"].startswith(f"{meta['release']}-{sha7}-")
+    assert meta["release"] == version
+    assert meta["model_version"] == f"{version}-{sha7}-{digest[:8]}"
+    assert meta["model"] == f"{MODEL_NAME}:{meta['model_version']}"
     assert meta["threshold"] == evaluate["threshold"]
     assert meta["metrics"]["test.roc_auc"] == evaluate["test.roc_auc"]
-    assert re.fullmatch(r"[0-9a-f]{12}", meta["params_hash"])
+    assert meta["params_hash"] == params_hash(load_params(repo / "params.yaml"))
     assert post(server, [GOOD]).json()[0]["model_version"] == meta["model_version"]
 
 

@@ -1,7 +1,8 @@
 """Faults of a live `bentoml serve`: a worker killed under load, oversized and hostile bodies.
 
 Workers are found as the children of the `bentoml serve` process that run BentoML's worker
-module; memory is the RSS of the whole process tree, sampled every 50 ms during a request.
+module; memory is the RSS of the whole process tree, read again and again (10 ms apart) during
+a request.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from benchmarks.loopback import tree_rss_mb
 from reliability_helpers import (
     GOOD,
     ONE_WORKER,
@@ -29,6 +29,7 @@ from reliability_helpers import (
     worker_pids,
 )
 
+from benchmarks.loopback import tree_rss_mb
 from conftest import script
 
 pytestmark = pytest.mark.e2e
@@ -111,22 +112,34 @@ def test_single_worker_restart_holds_requests_until_it_is_back(
     load), logged."""
     server = shared_server(request, small_repo, "one-worker", ONE_WORKER)
     pid = server.pid
-    (worker,) = worker_pids(pid)
-    os.kill(worker, signal.SIGKILL)
+    before = worker_pids(pid)
+    assert len(before) == 1, before
+    os.kill(before[0], signal.SIGKILL)
     started = time.monotonic()
     resp = httpx.post(f"{server.url}/predict", json=[GOOD], timeout=180)
     waited = time.monotonic() - started
     log.warning("only worker killed: the next request answered after %.1f s", waited)
     assert resp.status_code == 200, resp.text
-    assert worker_pids(pid) != [worker]
+    after = worker_pids(pid)
+    assert len(after) == 1, after  # the worker that answered
+    assert after[0] != before[0], "the killed worker still listed"
 
 
 def _stalled_request(url: str) -> socket.socket:
-    """A /predict request whose body never finishes arriving: it stays in progress."""
+    """A /predict request whose body never finishes arriving: it stays in progress.
+
+    Returns once the server holds it: it asks for ``100-continue``, which the server sends when
+    the service starts reading the body, i.e. past the concurrency limit's check."""
     host, port = url.removeprefix("http://").rsplit(":", 1)
     sock = socket.create_connection((host, int(port)), timeout=10)
     head = f"POST /predict HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-    sock.sendall(f"{head}Content-Length: 1000\r\n\r\n[".encode())
+    sock.sendall(f"{head}Expect: 100-continue\r\nContent-Length: 1000\r\n\r\n[".encode())
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        chunk = sock.recv(1024)
+        assert chunk, f"connection closed after {answer!r}"
+        answer += chunk
+    assert answer.startswith(b"HTTP/1.1 100 "), answer
     return sock
 
 
@@ -134,16 +147,16 @@ def test_requests_beyond_the_concurrency_limit_get_429_and_the_server_keeps_serv
     request: pytest.FixtureRequest, small_repo: Path
 ) -> None:
     """FLIGHTDELAY_MAX_CONCURRENCY=2 on one worker: with two requests stuck mid-body, the next
-    is refused at once with a 429; once they go, requests are served again."""
+    is refused at once (one request, answered within 2 s) with a 429; once they go, requests
+    are served again."""
     limited = {**ONE_WORKER, "FLIGHTDELAY_MAX_CONCURRENCY": "2"}
     server = shared_server(request, small_repo, "max-concurrency-2", limited)
     predict = f"{server.url}/predict"
     stalled = [_stalled_request(server.url) for _ in range(2)]
     try:
-        refused: list[httpx.Response] = []
-        _wait_for(lambda: refused.append(httpx.post(predict, json=[GOOD], timeout=10))
-                  or refused[-1].status_code == 429, 10)  # fmt: skip
-        assert refused[-1].json() == {"error": "Too many requests"}
+        refused = httpx.post(predict, json=[GOOD], timeout=2)
+        assert refused.status_code == 429, refused.text
+        assert refused.json() == {"error": "Too many requests"}
         assert httpx.get(f"{server.url}/readyz", timeout=10).status_code == 200  # not limited
     finally:
         for sock in stalled:
@@ -157,7 +170,7 @@ def _peak_rss(pid: int) -> Iterator[list[float]]:
     stop = threading.Event()
 
     def sample() -> None:
-        while not stop.wait(0.05):
+        while not stop.wait(0.01):
             samples.append(tree_rss_mb(pid))
 
     thread = threading.Thread(target=sample, daemon=True)
@@ -174,38 +187,59 @@ def _fifty_mb_of_flights() -> bytes:
     return b"[" + b",".join([one] * (50 * 2**20 // (len(one) + 1))) + b"]"
 
 
-#: body -> the status it must get: 413 above the body limit (refused unread), 400 otherwise
-HOSTILE: dict[str, tuple[Callable[[], bytes], int]] = {
-    "50 MB list of flights": (_fifty_mb_of_flights, 413),
-    "50 MB of junk": (lambda: b"x" * (50 * 2**20), 413),
-    "1001 flights": (lambda: json.dumps([GOOD] * 1001).encode(), 400),
-    "deep nesting": (lambda: b"[" * 100_000 + b"]" * 100_000, 400),
+#: body -> the status it must get, and the most the server's memory may grow by while and
+#: after it handles the body, as a multiple of the body's size. Above the body limit, a 413: the
+#: body is never kept, so a server that held it would grow by the whole body at least (measured:
+#: under 0.03x). Within the limit, a 400: the body is parsed, once (measured: up to 16x, 3.2 MB
+#: for the 1001 flights on a worker's first parse, nothing on later ones).
+HOSTILE: dict[str, tuple[Callable[[], bytes], int, float]] = {
+    "50 MB list of flights": (_fifty_mb_of_flights, 413, 0.25),
+    "50 MB of junk": (lambda: b"x" * (50 * 2**20), 413, 0.25),
+    "1001 flights": (lambda: json.dumps([GOOD] * 1001).encode(), 400, 40),
+    "deep nesting": (lambda: b"[" * 100_000 + b"]" * 100_000, 400, 40),
 }
 
 
-@pytest.mark.parametrize(("make_body", "status"), list(HOSTILE.values()), ids=list(HOSTILE))
+def _settled_rss(pid: int, at_most_mb: float, timeout_s: float) -> float:
+    """The tree's RSS once it is at most ``at_most_mb``, or its last reading after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    rss = tree_rss_mb(pid)
+    while rss > at_most_mb and time.monotonic() < deadline:
+        time.sleep(0.05)
+        rss = tree_rss_mb(pid)
+    return rss
+
+
+@pytest.mark.parametrize(
+    ("make_body", "status", "growth"), list(HOSTILE.values()), ids=list(HOSTILE)
+)
 def test_oversized_or_hostile_body_is_refused_without_exhausting_memory(
-    request: pytest.FixtureRequest, small_repo: Path, make_body: Callable[[], bytes], status: int
+    request: pytest.FixtureRequest,
+    small_repo: Path,
+    make_body: Callable[[], bytes],
+    status: int,
+    growth: float,
 ) -> None:
-    """The expected 4xx, memory back to where it was, the peak bounded, and the next good
-    request served."""
+    """The expected 4xx; the server's memory, at its peak during the request and once settled,
+    at most ``growth`` times the body above where it was; the next good request served."""
     server = shared_server(request, small_repo, "default")
     pid = server.pid
     body = make_body()
+    bound_mb = growth * len(body) / 2**20
     headers = {"content-type": "application/json"}
     baseline = tree_rss_mb(pid)
     with _peak_rss(pid) as samples:
         resp = httpx.post(f"{server.url}/predict", content=body, headers=headers, timeout=120)
-    time.sleep(1)
-    after = tree_rss_mb(pid)
+    after = _settled_rss(pid, baseline + bound_mb, timeout_s=10)
     log.warning(
-        "%.1f MB body -> %d in %.2f s; RSS %.0f MB, peak %.0f MB, after %.0f MB",
-        len(body) / 2**20, resp.status_code, resp.elapsed.total_seconds(), baseline,
-        max(samples), after,
+        "%.1f MB body -> %d in %.2f s; RSS %.1f MB, peak +%.1f MB over %d samples, after +%.1f "
+        "MB (bound %.1f MB)", len(body) / 2**20, resp.status_code,
+        resp.elapsed.total_seconds(), baseline, max(samples) - baseline, len(samples),
+        after - baseline, bound_mb,
     )  # fmt: skip
     assert resp.status_code == status, (resp.status_code, resp.text[:500])
-    assert max(samples) - baseline < 1024, "a 50 MB body must not cost a gigabyte"
-    assert after - baseline < 64, f"memory not released: {baseline:.0f} -> {after:.0f} MB"
+    assert max(samples) - baseline <= bound_mb, f"peak {max(samples) - baseline:.1f} MB"
+    assert after - baseline <= bound_mb, f"memory not released: {baseline:.0f} -> {after:.0f} MB"
     assert httpx.post(f"{server.url}/predict", json=[GOOD], timeout=30).status_code == 200
 
 

@@ -41,9 +41,47 @@ def test_outputs_and_metrics(small_repo: Path) -> None:
     assert {"slice.origin.EWR.roc_auc", "test.pr_auc", "test.brier", "dummy.log_loss"} <= set(
         evaluate
     )
-    bench = json.loads((small_repo / "metrics/benchmark.json").read_text())
-    assert bench["single_row_ms_p50"] > 0
-    assert bench["bulk_rows_per_s"] > 0
+    _check_benchmark(small_repo)
+
+
+#: benchmark.json holds its figures rounded to 4 decimals (all but fast_max_abs_diff)
+ROUNDING = 0.5e-4
+
+
+def _within_rounding(value: float, numerator: float, denominator: float) -> bool:
+    """Whether ``value`` (rounded) is the ratio of two other rounded figures before rounding."""
+    low = (numerator - ROUNDING) / (denominator + ROUNDING) - ROUNDING
+    high = (numerator + ROUNDING) / (denominator - ROUNDING) + ROUNDING
+    return low <= value <= high
+
+
+def _check_benchmark(repo: Path) -> None:
+    """Every key for the repository's batch size, latency percentiles in order, each speedup
+    the ratio of the figures it compares, the model's size that of its file."""
+    bench = json.loads((repo / "metrics/benchmark.json").read_text())
+    batch = f"batch_{yaml.safe_load((repo / 'params.yaml').read_text())['benchmark']['batch_size']}"
+    timings = [f"{k}_ms_p{q}" for k in ("single_row", batch) for q in (50, 95, 99)]
+    per_path = [*timings, "bulk_rows_per_s", "load_ms_median"]
+    assert set(bench) == {f"{path}{key}" for path in ("", "fast_") for key in per_path} | {
+        "served_load_ms_median", "fast_compiled", "fast_max_abs_diff", "single_row_speedup",
+        f"{batch}_speedup", "bulk_speedup", "model_size_mb", "peak_rss_mb",
+    }  # fmt: skip
+    assert all(v > 0 for k, v in bench.items() if k != "fast_max_abs_diff"), bench
+    for path in ("", "fast_"):
+        for kind in ("single_row", batch):
+            p50, p95, p99 = (bench[f"{path}{kind}_ms_p{q}"] for q in (50, 95, 99))
+            assert p50 <= p95 <= p99, (path, kind)
+    for speedup, slow, fast in [
+        ("single_row_speedup", "single_row_ms_p50", "fast_single_row_ms_p50"),
+        (f"{batch}_speedup", f"{batch}_ms_p50", f"fast_{batch}_ms_p50"),
+        ("bulk_speedup", "fast_bulk_rows_per_s", "bulk_rows_per_s"),  # a rate: fast over slow
+    ]:
+        assert _within_rounding(bench[speedup], bench[slow], bench[fast]), (speedup, bench)
+    assert bench["fast_compiled"] == 1.0
+    assert bench["fast_max_abs_diff"] < 1e-6
+    size_mb = (repo / "models/model.joblib").stat().st_size / 2**20
+    assert abs(bench["model_size_mb"] - size_mb) <= ROUNDING
+    assert bench["peak_rss_mb"] > 50  # in MiB: the process imported pandas and scikit-learn
 
 
 def test_status_clean_and_second_repro_is_a_no_op(small_repo: Path) -> None:

@@ -6,15 +6,17 @@ import json
 import logging
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.pipeline import Pipeline
 
-from conftest import PLANES, ROOT, make_records
+from conftest import PLANES, ROOT, make_records, unavailable
 from flightdelay.compile import compiler as fastpath
 from flightdelay.compile.compiler import compile_pipeline
 from flightdelay.contract.schema import TARGET
@@ -288,7 +290,7 @@ def test_unsupported_model_falls_back_with_a_warning(caplog: pytest.LogCaptureFi
 def _whole_test_set() -> pd.DataFrame:
     path = FEATURES_DIR / "test.parquet"
     if not path.exists():
-        pytest.skip(f"{path} not present (run the pipeline first)")
+        unavailable(f"{path} not present: run the pipeline first (uv run --locked dvc repro)")
     return pd.read_parquet(path).drop(columns=[TARGET])
 
 
@@ -310,7 +312,7 @@ def _check_whole_test_set(model: Pipeline, test: pd.DataFrame, directory: Path) 
 def test_real_model_on_the_whole_test_set(tmp_path: Path) -> None:
     test = _whole_test_set()
     if not Path(MODEL).exists():
-        pytest.skip(f"{MODEL} not present (run the pipeline first)")
+        unavailable(f"{MODEL} not present: run the pipeline first (uv run --locked dvc repro)")
     _check_whole_test_set(load_model(MODEL), test, tmp_path)
 
 
@@ -322,19 +324,64 @@ def test_models_fitted_on_a_sample_on_the_whole_test_set(name: str, tmp_path: Pa
     _check_whole_test_set(_fit(name, train, planes), test, tmp_path)
 
 
+#: the keys of benchmark.run for batches of 5: per path (reference, then ``fast_``) the latency
+#: percentiles and the bulk throughput, plus loads, ratios, agreement, size and memory
+BENCHMARK_KEYS = {
+    f"{path}{timing}"
+    for path in ("", "fast_")
+    for timing in (
+        *(f"{kind}_ms_p{q}" for kind in ("single_row", "batch_5") for q in (50, 95, 99)),
+        "bulk_rows_per_s",
+        "load_ms_median",
+    )
+} | {
+    "served_load_ms_median", "fast_compiled", "fast_max_abs_diff", "single_row_speedup",
+    "batch_5_speedup", "bulk_speedup", "model_size_mb", "peak_rss_mb",
+}  # fmt: skip
+
+
 def test_benchmark_reports_both_paths_and_their_ratio(
-    fitted: dict[str, Pipeline], synthetic: tuple[pd.DataFrame, pd.DataFrame], tmp_path: Path
+    fitted: dict[str, Pipeline],
+    synthetic: tuple[pd.DataFrame, pd.DataFrame],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Every figure comes from the timings taken for it: the percentiles and medians of the
+    calls timed, rows/s from the bulk rows and their time, each speedup the ratio of the two
+    paths' figures. run times the loads first (Pipeline, compiled, served form), then for each
+    path, the reference first, the single rows, the batches and the bulk input."""
     save_model(fitted["hgb"], tmp_path / "model.joblib")
-    params = BenchmarkParams(single_rows=10, batch_size=5, batches=5, bulk_rows=200)
+    params = BenchmarkParams(single_rows=12, batch_size=5, batches=6, bulk_rows=200)
+    measured = benchmark.latencies_ms
+    timed: list[np.ndarray] = []
+
+    def recorded(call: Callable[[int], object], n: int) -> np.ndarray:
+        timed.append(measured(call, n))
+        return timed[-1]
+
+    monkeypatch.setattr(benchmark, "latencies_ms", recorded)
+    rss_before_mb = psutil.Process().memory_info().rss / 2**20
     result = benchmark.run(tmp_path / "model.joblib", synthetic[1], params, seed=1)
-    for path in ("", "fast_"):
-        assert result[f"{path}single_row_ms_p50"] > 0
-        assert result[f"{path}batch_5_ms_p99"] >= result[f"{path}batch_5_ms_p50"]
-        assert result[f"{path}bulk_rows_per_s"] > 0
-    ratio = result["single_row_ms_p50"] / result["fast_single_row_ms_p50"]
-    assert result["single_row_speedup"] == pytest.approx(ratio)
-    assert result["fast_compiled"] == 1.0
-    assert result["served_load_ms_median"] > 0
-    assert result["fast_max_abs_diff"] < 1e-6
+    assert set(result) == BENCHMARK_KEYS
     assert all(isinstance(v, float) for v in result.values())  # flat: numbers only
+    assert [len(ms) for ms in timed] == [benchmark.LOADS] * 3 + [12, 6, 1] * 2
+    loads, fast_loads, served, *paths = timed
+    assert result["load_ms_median"] == np.median(loads) > 0
+    assert result["fast_load_ms_median"] == np.median(fast_loads) > 0
+    assert result["served_load_ms_median"] == np.median(served) > 0
+    for path, (single, batch, bulk) in zip(("", "fast_"), (paths[:3], paths[3:]), strict=True):
+        for kind, ms in (("single_row", single), ("batch_5", batch)):
+            got = [result[f"{path}{kind}_ms_p{q}"] for q in (50, 95, 99)]
+            assert got == [np.percentile(ms, q) for q in (50, 95, 99)], (path, kind)
+            assert 0 < got[0] <= got[1] <= got[2], (path, kind)
+        assert result[f"{path}bulk_rows_per_s"] == pytest.approx(200 / (bulk[0] / 1000))
+    for speedup, (slow, fast) in {
+        "single_row_speedup": ("single_row_ms_p50", "fast_single_row_ms_p50"),
+        "batch_5_speedup": ("batch_5_ms_p50", "fast_batch_5_ms_p50"),
+        "bulk_speedup": ("fast_bulk_rows_per_s", "bulk_rows_per_s"),  # a rate: fast over slow
+    }.items():
+        assert result[speedup] == pytest.approx(result[slow] / result[fast]), speedup
+    assert result["fast_compiled"] == 1.0
+    assert result["fast_max_abs_diff"] < 1e-6
+    assert result["model_size_mb"] == (tmp_path / "model.joblib").stat().st_size / 2**20
+    assert result["peak_rss_mb"] >= rss_before_mb  # the peak of this process, in MiB

@@ -71,14 +71,20 @@ def test_from_path_names_a_missing_or_wrong_file(tmp_path: Path) -> None:
 
 
 def test_concurrent_callers_get_their_own_answers(model: Pipeline) -> None:
-    """The service calls one Predictor from many threads; answers must not mix."""
+    """The service calls one Predictor from many threads; answers must not mix. Each caller
+    sends flights no other caller sends (sizes on both sides of the small-input and the parallel
+    thresholds), so an answer meant for another caller, even one of the same size, shows."""
     predictor = Predictor(model)
-    requests = [_flights(n) for n in (1, 3, 1, 20, 1, 5) * 5]
+    sizes = [1, 3, 1, 20, 1, 5, 70] * 5
+    flights = _flights(sum(sizes))
+    starts = np.cumsum([0, *sizes[:-1]])
+    requests = [flights[s : s + n] for s, n in zip(starts, sizes, strict=True)]
+    expected = predict_proba(model, pd.DataFrame(flights, columns=list(RECORD_COLUMNS)))
+    assert len(np.unique(expected.round(9))) > 0.9 * len(expected)  # the answers tell apart
     with ThreadPoolExecutor(max_workers=8) as pool:
         answers = list(pool.map(predictor.predict_records, requests))
-    for flights, answer in zip(requests, answers, strict=True):
-        expected = predict_proba(model, pd.DataFrame(flights, columns=list(RECORD_COLUMNS)))
-        np.testing.assert_allclose(answer, expected, rtol=0, atol=1e-6)
+    for start, size, answer in zip(starts, sizes, answers, strict=True):
+        np.testing.assert_allclose(answer, expected[start : start + size], rtol=0, atol=1e-6)
 
 
 def test_unsupported_model_uses_the_reference(model: Pipeline) -> None:

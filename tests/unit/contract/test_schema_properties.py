@@ -16,7 +16,7 @@ from typing import Any
 import annotated_types
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 from sklearn.pipeline import Pipeline
@@ -175,7 +175,6 @@ def test_out_of_bounds_numbers_are_rejected_naming_the_field(flight: Flight, nam
 @PROPERTY
 @given(flight=flights(), field=st.from_regex(r"[a-z_]{1,12}", fullmatch=True))
 def test_unknown_fields_are_rejected_naming_them(flight: Flight, field: str) -> None:
-    if field in RECORD_COLUMNS:
-        return
+    assume(field not in RECORD_COLUMNS)  # a known field is no example: hypothesis draws another
     with pytest.raises(ValidationError, match=rf"{field}\n\s+Extra inputs are not permitted"):
         Flight.model_validate({**flight.model_dump(), field: 1})

@@ -82,13 +82,24 @@ def test_time_split_by_month() -> None:
 
 
 def test_random_split_is_seeded_and_complete() -> None:
+    """Every row lands in exactly one part, unchanged; the parts are about the fractions asked
+    for; the same seed gives the same split and another seed another one."""
     records = pd.DataFrame({"month": 1, "i": range(1000), TARGET: False})
     params = SplitParams(method="random", valid_frac=0.1, test_frac=0.2)
     parts = split(records, params, seed=3)
     again = split(records, params, seed=3)
     assert sum(len(p) for p in parts.values()) == 1000
     assert 150 < len(parts["test"]) < 250
-    pd.testing.assert_frame_equal(parts["valid"], again["valid"])
+    assert 50 < len(parts["valid"]) < 150
+    ids = {name: part["i"].tolist() for name, part in parts.items()}
+    assert sorted(ids["train"] + ids["valid"] + ids["test"]) == list(range(1000))  # disjoint
+    for name, part in parts.items():
+        expected = records.iloc[ids[name]].reset_index(drop=True)  # row i is at position i
+        pd.testing.assert_frame_equal(part, expected)
+        pd.testing.assert_frame_equal(part, again[name])
+    other = split(records, params, seed=4)
+    for name in parts:
+        assert set(other[name]["i"]) != set(ids[name]), name
 
 
 def test_split_refuses_an_empty_part() -> None:

@@ -1,9 +1,12 @@
 import numpy as np
+import pandas as pd
 import pytest
 
 from conftest import PLANES, make_records
 from flightdelay.contract.schema import TARGET
 from flightdelay.core.params import Candidates, HGBParams, LogRegParams, TrainParams
+from flightdelay.model.candidates import build
+from flightdelay.model.predict import predict_proba
 from flightdelay.pipeline.train import run, score
 
 
@@ -23,10 +26,22 @@ def test_every_candidate_is_scored_and_the_best_wins() -> None:
 
 
 def test_refit_on_train_and_valid_changes_the_model() -> None:
+    """The model returned is the winner fitted anew on train + valid: it answers differently
+    from the train-only fit and exactly as a fit of the same candidate on both by hand."""
     train, valid = make_records(2000, seed=1), make_records(800, seed=2)
-    result = run(train, valid, PLANES, _params(refit="train_valid"), seed=0)
+    params = _params(refit="train_valid")
+    result = run(train, valid, PLANES, params, seed=0)
     assert "refit" in result.fit_seconds
     assert result.model is not result.candidates[result.winner]
+    x_valid = valid.drop(columns=[TARGET])
+    refitted = predict_proba(result.model, x_valid)
+    train_only = predict_proba(result.candidates[result.winner], x_valid)
+    assert np.abs(refitted - train_only).max() > 1e-3
+    both = pd.concat([train, valid], ignore_index=True)
+    by_hand = build(result.winner, getattr(params.candidates, result.winner), 0, PLANES).fit(
+        both.drop(columns=[TARGET]), both[TARGET].to_numpy()
+    )
+    np.testing.assert_array_equal(refitted, predict_proba(by_hand, x_valid))
 
 
 def test_metrics_are_deterministic() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from typing import Any
@@ -12,7 +13,7 @@ from pydantic import ValidationError
 
 from flightdelay.contract.schema import Flight
 from flightdelay.serving.edges import ClientErrorLog, RequestGuard, drain
-from flightdelay.serving.service import FlightsInput, unknown_codes
+from flightdelay.serving.service import MAX_FLIGHTS, FlightsInput, unknown_codes
 
 EXAMPLE = Flight.model_config["json_schema_extra"]["examples"][0]  # type: ignore[index]
 KNOWN = {"carrier": {"UA": 0}, "origin": {"EWR": 0, "JFK": 1}, "dest": {"ORD": 0}}
@@ -35,10 +36,21 @@ def test_malformed_json_is_a_validation_error() -> None:
         FlightsInput.model_validate_json(b'[{"year": 2013')
 
 
+def _body(n: int) -> str:
+    return json.dumps([EXAMPLE] * n)
+
+
 def test_request_body_is_a_bounded_list_of_flights() -> None:
+    """From one flight to MAX_FLIGHTS: an empty list and one flight too many are refused,
+    naming the bound."""
     assert FlightsInput.model_validate_json(f"[{Flight(**EXAMPLE).model_dump_json()}]").root
+    assert len(FlightsInput.model_validate_json(_body(MAX_FLIGHTS)).root) == MAX_FLIGHTS
     with pytest.raises(ValidationError, match="at least 1 item"):
         FlightsInput.model_validate_json(b"[]")
+    with pytest.raises(
+        ValidationError, match=rf"at most {MAX_FLIGHTS} items after .* {MAX_FLIGHTS + 1}"
+    ):
+        FlightsInput.model_validate_json(_body(MAX_FLIGHTS + 1))
 
 
 def test_openapi_schema_has_an_example_not_examples() -> None:
