@@ -6,3 +6,4 @@ MODEL_FILE = "model.joblib"  # the pickled Pipeline inside that model (kept as t
 REGISTERED_MODEL = "flight-delay"  # the model in the MLflow registry
 EXPERIMENT = "flight-delay"  # the MLflow experiment of train runs
 CHAMPION = "champion"  # the registry alias of the promoted model
+CARD_FILES = {"html": "model_card.html", "md": "model_card.md"}  # the model card, by format

@@ -4,8 +4,11 @@
   before anything parses it (BentoML would parse it in full, or hand it to its form parser: 500);
   the refused body is drained first, so a client that sends it all before reading gets the answer.
 * ``OpenAPIDocument``: ``GET /docs.json`` in the forms of the OpenAPI version it declares, with
-  the 400 body documented as sent (``corrected_document``).
+  the 400 body documented as sent and this service's own title and description in place of
+  BentoML's boilerplate (``corrected_document``).
 * ``ClientErrorLog``: a rejected request is one WARNING line, not an ERROR with a traceback.
+
+The pages a person sees (``/``, ``/docs``, ``/model-card``) are in ``serving.pages``.
 """
 
 from __future__ import annotations
@@ -14,11 +17,14 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import ValidationError
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from flightdelay.serving.pages import TAG_DESCRIPTIONS, ServiceFacts, api_description
 
 #: the logger of BentoML's request handler (``bentoml._internal.server.http_app.log_exception``)
 BENTOML_REQUEST_LOGGER = "bentoml._internal.server.http_app"
@@ -166,23 +172,50 @@ class ClientErrorLog(logging.Filter):
         return True
 
 
-def corrected_document(doc: dict[str, Any]) -> dict[str, Any]:
+def corrected_document(doc: dict[str, Any], about: ServiceFacts | None = None) -> dict[str, Any]:
     """BentoML's OpenAPI document in the forms of the version it declares (``openapi_30``), with
-    the 400 body's ``detail`` documented as what BentoML sends: a list of errors (or a string)."""
+    the 400 body's ``detail`` documented as what BentoML sends: a list of errors (or a string).
+
+    Args:
+        doc: the document BentoML generates.
+        about: the served model and limits: the ``info`` becomes this service's (title naming
+            the model version, ``api_description``) instead of BentoML's readme with badges
+            and its team as the contact; None keeps BentoML's, without the contact.
+    """
     fixed: dict[str, Any] = openapi_30(doc)
     schemas = fixed.get("components", {}).get("schemas", {})
     detail = schemas.get("InvalidArgument", {}).get("properties", {}).get("detail")
     if isinstance(detail, dict):
         detail.pop("type", None)
         detail["anyOf"] = [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]
+    if about is None:
+        fixed.get("info", {}).pop("contact", None)
+        return fixed
+    fixed["info"] = {
+        "title": f"{about.name} API, model {about.model_version}",
+        "version": about.release or about.model_version,
+        "description": api_description(about),
+    }
+    for tag in fixed.get("tags", []):
+        tag["description"] = TAG_DESCRIPTIONS.get(tag.get("name"), tag.get("description"))
     return fixed
 
 
-class OpenAPIDocument:
-    """Serve ``GET /docs.json`` as ``corrected_document`` of what BentoML generates."""
+def _no_facts() -> ServiceFacts | None:
+    return None
 
-    def __init__(self, app: ASGIApp) -> None:
+
+class OpenAPIDocument:
+    """Serve ``GET /docs.json`` as ``corrected_document`` of what BentoML generates.
+
+    Args:
+        app: the application.
+        about: called per request: the facts of the served model (None outside a server).
+    """
+
+    def __init__(self, app: ASGIApp, about: Callable[[], ServiceFacts | None] = _no_facts) -> None:
         self.app = app
+        self.about = about
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != "/docs.json":
@@ -199,7 +232,7 @@ class OpenAPIDocument:
 
         await self.app(scope, receive, keep)
         if start.get("status") == 200:  # noqa: PLR2004
-            doc = corrected_document(json.loads(b"".join(body)))
+            doc = corrected_document(json.loads(b"".join(body)), self.about())
             await JSONResponse(doc)(scope, receive, send)
             return
         await send(start)

@@ -1,4 +1,10 @@
-"""The BentoML HTTP API: ``POST /predict`` and ``GET /metadata``.
+"""The BentoML HTTP API: ``POST /predict``, ``GET /metadata`` and the service's pages.
+
+Pages (``serving.edges``): ``/`` says what the service predicts, with which model and limits;
+``/docs`` is the interactive API reference (Swagger UI of ``/docs.json``); ``/model-card`` is
+the model card release wrote beside the model (``?format=md`` or ``/model-card.md``: markdown).
+They are routes of the Starlette app mounted at ``/``, which BentoML matches before its own
+index page.
 
 Thin on purpose: the request is the pydantic ``Flight`` contract, predictions go through
 ``serving.runtime.ServingModel`` (the compiled path benchmark measures), the answer is
@@ -40,16 +46,23 @@ from pydantic import AfterValidator, Field, TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails, InitErrorDetails
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from flightdelay.contract.names import MODEL_NAME
+from flightdelay.contract.names import BENTO_NAME, MODEL_NAME
 from flightdelay.contract.schema import CATEGORICAL, Flight, Prediction
 from flightdelay.serving.edges import (
     BENTOML_REQUEST_LOGGER,
     ClientErrorLog,
     OpenAPIDocument,
     RequestGuard,
+)
+from flightdelay.serving.pages import (
+    ServiceFacts,
+    card_response,
+    docs_page,
+    index_page,
+    read_cards,
 )
 
 log = logging.getLogger(__name__)
@@ -202,12 +215,44 @@ async def _metadata(_: Request) -> JSONResponse:
     return JSONResponse(service.metadata)
 
 
-metadata_app = Starlette(routes=[Route("/metadata", _metadata, methods=["GET"])])
+async def _index(request: Request) -> HTMLResponse:
+    return HTMLResponse(index_page(bentoml.get_current_service().facts, str(request.base_url)))
+
+
+async def _docs(_: Request) -> HTMLResponse:
+    return HTMLResponse(docs_page(bentoml.get_current_service().facts))
+
+
+async def _model_card(request: Request) -> Response:
+    service = bentoml.get_current_service()
+    markdown = request.url.path.endswith(".md")
+    fmt = "md" if markdown else request.query_params.get("format", "html")
+    return card_response(service.cards, fmt, service.metadata["model"])
+
+
+def _served_facts() -> ServiceFacts | None:
+    """The facts of the service this worker runs (None before it is instantiated)."""
+    try:
+        facts: ServiceFacts = bentoml.get_current_service().facts
+    except BentoMLException:
+        return None
+    return facts
+
+
+metadata_app = Starlette(
+    routes=[
+        Route("/metadata", _metadata, methods=["GET"]),
+        Route("/", _index, methods=["GET"]),
+        Route("/docs", _docs, methods=["GET"]),
+        Route("/model-card", _model_card, methods=["GET"]),
+        Route("/model-card.md", _model_card, methods=["GET"]),
+    ]
+)
 
 
 @bentoml.asgi_app(metadata_app, path="/")
 @bentoml.service(
-    name="flight-delay",
+    name=BENTO_NAME,
     traffic={"timeout": 60, "max_concurrency": MAX_CONCURRENCY},
     workers=WORKERS,
     logging={"access": {"enabled": ACCESS_LOG}},
@@ -242,7 +287,38 @@ class FlightDelay:
             "metrics": info.metadata.get("metrics", {}),
             "max_flights_per_request": MAX_FLIGHTS,
         }
+        self.cards = read_cards(stored.path)  # none for a model imported without a card
+        self.facts = self._facts()
         log.info("serving %s (threshold %.3f)", stored.tag, self.threshold)
+
+    def _facts(self) -> ServiceFacts:
+        """What the pages say: this model, its codes, the limits, its answer to the example."""
+        flight = Flight(**Flight.model_json_schema()["examples"][0])
+        example = flight.model_dump(mode="json", exclude_unset=True)  # in the fields' order
+        known = not unknown_codes([flight], self.categories)
+        return ServiceFacts(
+            name=BENTO_NAME,
+            model_version=self.version,
+            release=self.metadata["release"],
+            threshold=self.threshold,
+            metrics=self.metadata["metrics"],
+            origins=tuple(sorted(str(code) for code in self.categories.get("origin", {}))),
+            carriers=len(self.categories.get("carrier", {})),
+            destinations=len(self.categories.get("dest", {})),
+            max_flights=MAX_FLIGHTS,
+            max_body_bytes=MAX_BODY_BYTES,
+            max_concurrency=MAX_CONCURRENCY,
+            example=example,
+            answer=[p.model_dump(mode="json") for p in self.score([flight])] if known else None,
+        )
+
+    def score(self, flights: Sequence[Flight]) -> list[Prediction]:
+        """The answers for validated flights of known codes, in their order."""
+        proba = self.predictor.predict_records([vars(f) for f in flights])  # the field values
+        return [
+            Prediction(probability=p, delayed=p >= self.threshold, model_version=self.version)
+            for p in proba.tolist()
+        ]
 
     # Not batchable, and run on the event loop: the compiled model scores one flight in under
     # 0.1 ms and 1,000 (the most a request may carry) in about 7 ms, so merging requests saves
@@ -253,13 +329,10 @@ class FlightDelay:
     async def predict(self, flights: list[Flight], /) -> list[Prediction]:
         """Probability of a 15+ minute arrival delay for each flight, with the label at the
         model's threshold, in the order of the request."""
-        proba = self.predictor.predict_records([vars(f) for f in flights])  # the field values
-        return [
-            Prediction(probability=p, delayed=p >= self.threshold, model_version=self.version)
-            for p in proba.tolist()
-        ]
+        return self.score(flights)
 
 
+# add_asgi_middleware is added by @bentoml.service
 FlightDelay.add_asgi_middleware(RequestGuard, max_body_bytes=MAX_BODY_BYTES)  # type: ignore[attr-defined]
-FlightDelay.add_asgi_middleware(OpenAPIDocument)  # type: ignore[attr-defined]  # added by @bentoml.service
+FlightDelay.add_asgi_middleware(OpenAPIDocument, about=_served_facts)  # type: ignore[attr-defined]
 logging.getLogger(BENTOML_REQUEST_LOGGER).addFilter(ClientErrorLog())
