@@ -4,7 +4,7 @@ UV ?= uv
 RUN := $(UV) run --locked
 
 .DEFAULT_GOAL := help
-.PHONY: help setup repro test check lint format typecheck imports dag fuzz soak audit push pull sweep mlflow-ui promote clean bento container container-smoke bench-http docs
+.PHONY: help setup repro test check lint format typecheck imports dag fuzz soak audit push pull sweep mlflow-ui promote clean bento container container-smoke bench-http docs lock-current notify
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -33,7 +33,13 @@ typecheck: setup ## mypy, strict on src/
 imports: setup ## the layer contracts of src/flightdelay (import-linter, pyproject.toml)
 	$(RUN) lint-imports
 
-check: lint typecheck imports repro test ## what CI runs (the pipeline before the tests: the full-data checks read its outputs)
+check: lint typecheck imports repro lock-current test ## what CI runs (the pipeline before the tests: the full-data checks read its outputs)
+
+# lock-current compares dvc.lock and the metrics with HEAD (DVC autostages dvc.lock). It leaves out
+# metrics/benchmark.json, timings new on every run, and the md5 dvc.lock records for it (UNTIMED)
+UNTIMED = awk '/- path: metrics\/benchmark\.json$$/ {skip = 1; next} skip && /^ +(hash|md5|size): / {next} {skip = 0; print}'
+lock-current: ## after `make repro`: the committed dvc.lock and metrics are what it produced (timings aside)
+	@git diff --exit-code HEAD -- metrics/train.json metrics/evaluate.json && diff <(git show HEAD:dvc.lock | $(UNTIMED)) <($(UNTIMED) dvc.lock) || { echo "::error::dvc.lock or metrics/*.json differ from what dvc repro produces: run dvc repro and commit dvc.lock and metrics/"; exit 1; }
 
 dag: setup ## print the pipeline DAG
 	$(RUN) dvc dag
@@ -77,8 +83,15 @@ bento: setup ## import models/model.joblib into BentoML and build the Bento flig
 	$(RUN) python -m flightdelay.ops.release bento --model models/model.joblib \
 		--params params.yaml --metrics metrics/evaluate.json
 
-container: bento ## OCI image flight-delay:<semver> + flight-delay:sha-<sha7> (Docker, else buildah)
-	$(RUN) python -m flightdelay.ops.release container
+# the repository URL for the image's org.opencontainers.image.source label (CI sets it)
+IMAGE_SOURCE ?=
+container: bento ## OCI image flight-delay:<semver> + flight-delay:sha-<sha7>, OCI labels (Docker, else buildah)
+	$(RUN) python -m flightdelay.ops.release container $(if $(IMAGE_SOURCE),--source $(IMAGE_SOURCE))
+
+# The variable holding the webhook URL (a CI secret); the text is the environment's NOTIFY_TEXT
+WEBHOOK_ENV ?= NOTIFY_WEBHOOK_URL
+notify: setup ## post $NOTIFY_TEXT to the Slack-compatible webhook in $NOTIFY_WEBHOOK_URL (unset: nothing sent)
+	$(RUN) flightdelay notify --webhook-env $(WEBHOOK_ENV) --text "$$NOTIFY_TEXT"
 
 container-smoke: ## run the image, wait for /readyz, check /predict and /metadata, stop it
 	scripts/container-smoke.sh

@@ -1,7 +1,9 @@
-"""DVC commands of this environment, run in a repository: their output, or one clear line."""
+"""DVC at the edges: its commands run in a repository (their output, or one clear line), and the
+hash it records for a file."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -41,3 +43,13 @@ def dvc_json(args: list[str], repo: Path) -> dict[str, Any]:
     """``dvc <args> --json`` in ``repo``, parsed."""
     data: dict[str, Any] = json.loads(dvc([*args, "--json"], repo) or "{}")
     return data
+
+
+def file_md5(path: str | Path) -> str:
+    """The md5 DVC 3 records for a file output (``hash: md5``): the md5 of its bytes, read in
+    chunks. It ties a tracked run, a Bento and dvc.lock to one model file."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with Path(path).open("rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "bento": ("flightdelay.ops.release", "[bento|container|tags] build the Bento, its image; tags"),
     "docs": ("flightdelay.ops.docs", "rewrite the docs' tables from metrics/*.json (--check)"),
+    "notify": ("flightdelay.ops.notify", "post --text to the webhook URL in --webhook-env's var"),
 }
 
 

@@ -4,6 +4,10 @@ Tags: the Bento is ``flight-delay:<semver>-<sha7>`` and the image carries ``flig
 and ``flight-delay:sha-<sha7>``. ``<semver>`` is ``[project].version`` of pyproject.toml and
 ``<sha7>`` the commit; a working tree with uncommitted changes gets ``-dirty`` appended to every
 tag, so such a build can never pass for the commit it started from.
+
+``-dirty`` sees Git-tracked files only, and the model is a DVC output: a Bento is built only from
+outputs whose md5 is the one dvc.lock records for them (a model left over from another branch's
+run is refused), and the image carries the OCI labels of its source, revision, version and time.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import time
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +34,12 @@ import yaml
 from flightdelay.compile.compiler import compile_pipeline
 from flightdelay.contract.names import BENTO_NAME, MODEL_FILE, MODEL_NAME
 from flightdelay.core import git
+from flightdelay.core.dvc import file_md5
 from flightdelay.core.errors import StageError
 from flightdelay.core.io import run_main
 from flightdelay.core.params import load_params, params_hash
 from flightdelay.model.store import load_model
+from flightdelay.ops.model_card import write_model_card
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +102,67 @@ def current_release(repo: Path) -> Release:
     found = git.state(repo)
     text = (repo / "pyproject.toml").read_text("utf-8")
     return Release(project_version(text), found.sha7, found.dirty)
+
+
+def locked_md5s(lock: str) -> dict[str, str]:
+    """``path -> md5`` of every stage's outputs in a dvc.lock text (metrics with cache: false too).
+
+    Raises:
+        StageError: the text is not a dvc.lock.
+    """
+    try:
+        stages = yaml.safe_load(lock)["stages"]
+        outs = [out for stage in stages.values() for out in stage.get("outs", [])]  # none: no key
+        return {out["path"]: out["md5"] for out in outs}
+    except (yaml.YAMLError, KeyError, TypeError, AttributeError) as exc:
+        raise StageError(f"dvc.lock: not a DVC lock file ({exc!r})") from exc
+
+
+def check_locked_outputs(repo: Path, outputs: Sequence[Path]) -> list[str]:
+    """The md5 of each output, refusing any that is not the file dvc.lock records for it.
+
+    ``-dirty`` sees Git-tracked files only; a DVC output left over from another branch's run (what
+    ``dvc status`` reports as "changed outs") would otherwise be packed under this commit's tags.
+    A repository without a dvc.lock has no pipeline record to hold the outputs to: a warning.
+
+    Args:
+        repo: the project root, where dvc.lock is.
+        outputs: the files the release packs (relative to the current directory, or absolute).
+
+    Returns:
+        Each output's md5, in the order given.
+
+    Raises:
+        StageError: naming every output that is missing, differs from dvc.lock or is not in it.
+    """
+    root = repo.resolve()
+    lock_path = root / "dvc.lock"
+    locked = locked_md5s(lock_path.read_text("utf-8")) if lock_path.is_file() else None
+    found: dict[str, str] = {}  # md5 by path relative to the repository
+    problems: list[str] = []
+    rels = []
+    for output in outputs:
+        path = output.resolve()
+        rel = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+        rels.append(rel)
+        if not path.is_file():
+            problems.append(f"{rel} is missing")
+            continue
+        found[rel] = file_md5(path)
+        if locked is None:
+            continue
+        if rel not in locked:
+            problems.append(f"{rel} is not an output in dvc.lock")
+        elif locked[rel] != found[rel]:
+            problems.append(f"{rel} has md5 {found[rel]}, dvc.lock records {locked[rel]}")
+    if problems:
+        raise StageError(
+            "the DVC outputs are not this commit's: " + "; ".join(problems)
+            + " (dvc checkout or dvc pull restores them, dvc repro rebuilds them)"
+        )  # fmt: skip
+    if locked is None:
+        log.warning("no dvc.lock in %s: %s not checked against a pipeline run", root, sorted(found))
+    return [found[rel] for rel in rels]
 
 
 def requirements_from_lock(lock: str, roots: Iterable[str]) -> list[str]:
@@ -172,19 +240,22 @@ def import_model(model_path: Path, params_path: Path, metrics_path: Path, releas
         "metrics": headline(metrics),
         "params_hash": params_hash(params),
         "sha256": digest,
+        "dvc_md5": file_md5(model_path),  # the model's hash in dvc.lock
     }
     with bentoml.models.create(tag, module="flightdelay", labels=labels, metadata=metadata) as out:
         shutil.copy2(model_path, out.path_of(MODEL_FILE))  # the reference, for audits
         serving.save(out.path)  # what the API loads
+        write_model_card(Path(out.path), tag, params, metrics, params_path.parent / "dvc.yaml")
     log.info("imported %s as %s", model_path, tag)
     return tag
 
 
-def build_bento(repo: Path, release: Release, model_tag: str) -> str:
+def build_bento(repo: Path, release: Release, model_tag: str, dvc_md5: str = "") -> str:
     """Build the Bento from bentofile.yaml (build context src/), pinning its Python packages.
 
     The packages are the service's imports and their dependencies at the versions of uv.lock, so
-    the image runs what the tests ran.
+    the image runs what the tests ran. ``dvc_md5``, the model file's md5 as dvc.lock records it,
+    is a label: the Bento names the pipeline output it serves.
     """
     import bentoml  # noqa: PLC0415
 
@@ -193,6 +264,8 @@ def build_bento(repo: Path, release: Release, model_tag: str) -> str:
     log.info("bento: %d pinned packages from uv.lock, model %s", len(packages), model_tag)
     python = {**config.pop("python", {}), "packages": packages, "lock_packages": False}
     labels = {**config.pop("labels", {}), "git_sha": release.sha7, "version": release.version}
+    if dvc_md5:
+        labels["dvc_md5"] = dvc_md5
     if bentoml.bentos.list(release.bento_tag):
         log.info("replacing existing bento %s", release.bento_tag)
         bentoml.bentos.delete(release.bento_tag)
@@ -225,13 +298,52 @@ def docker_running() -> bool:
     return done.returncode == 0
 
 
-def containerize(release: Release) -> tuple[str, ...]:
-    """``bentoml containerize`` the release's Bento into one image with both tags."""
-    backend = container_backend(docker_running(), shutil.which("buildah") is not None)
-    env = {**os.environ, "BUILDAH_ISOLATION": "chroot"}  # buildah: OCI runtimes fail here
+def oci_labels(release: Release, revision: str, created: str, source: str = "") -> dict[str, str]:
+    """The image's OCI labels (org.opencontainers.image.*): what it was built from, and when.
+
+    Args:
+        release: the version; a dirty tree's revision carries ``-dirty``, as its tags do.
+        revision: the full commit SHA.
+        created: the build time, RFC 3339.
+        source: the repository's URL (left out when empty).
+    """
+    prefix = "org.opencontainers.image."
+    labels = {
+        f"{prefix}created": created,
+        f"{prefix}revision": f"{revision}{release.suffix}",
+        f"{prefix}version": release.version,
+    }
+    if source:
+        labels[f"{prefix}source"] = source
+    return labels
+
+
+def build_time() -> str:
+    """Now in UTC, RFC 3339; ``SOURCE_DATE_EPOCH`` fixes it for a reproducible build."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "")
+    moment = datetime.fromtimestamp(int(epoch), UTC) if epoch.isdigit() else datetime.now(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def containerize_command(release: Release, backend: str, labels: Mapping[str, str]) -> list[str]:
+    """The ``bentoml containerize`` command line: both tags, the labels through ``--opt label=``.
+
+    BentoML hands ``--opt label=KEY=VALUE`` to the backend as ``--label KEY=VALUE`` (Docker and
+    buildah alike).
+    """
     cmd = [sys.executable, "-m", "bentoml", "containerize", release.bento_tag, "--backend", backend]
     for tag in release.image_tags:
         cmd += ["--image-tag", tag]
+    for key, value in sorted(labels.items()):
+        cmd += ["--opt", f"label={key}={value}"]
+    return cmd
+
+
+def containerize(release: Release, labels: Mapping[str, str]) -> tuple[str, ...]:
+    """``bentoml containerize`` the release's Bento into one image with both tags and ``labels``."""
+    backend = container_backend(docker_running(), shutil.which("buildah") is not None)
+    env = {**os.environ, "BUILDAH_ISOLATION": "chroot"}  # buildah: OCI runtimes fail here
+    cmd = containerize_command(release, backend, labels)
     log.info("%s", " ".join(cmd))
     started = time.perf_counter()
     done = subprocess.run(cmd, env=env, check=False)  # noqa: S603 - fixed command
@@ -257,6 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, help="bento: the fitted model file")
     parser.add_argument("--params", type=Path, help="bento: params.yaml (threshold, params hash)")
     parser.add_argument("--metrics", type=Path, help="bento: evaluate.json (headline metrics)")
+    parser.add_argument("--source", default="", help="container: the repository URL (OCI label)")
     args = parser.parse_args(argv)
 
     def body() -> None:
@@ -268,10 +381,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.action == "bento":
             if not (args.model and args.params and args.metrics):
                 raise StageError("bento needs --model, --params and --metrics")
+            model_md5, _ = check_locked_outputs(args.repo, [args.model, args.metrics])
             model_tag = import_model(args.model, args.params, args.metrics, release)
-            build_bento(args.repo.resolve(), release, model_tag)
+            build_bento(args.repo.resolve(), release, model_tag, model_md5)
         else:
-            containerize(release)
+            revision = git.state(args.repo).sha
+            containerize(release, oci_labels(release, revision, build_time(), args.source))
 
     return run_main("release", body)
 

@@ -16,6 +16,7 @@ from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 from sklearn.pipeline import Pipeline
 
 from flightdelay.contract.schema import TARGET
+from flightdelay.core.dvc import file_md5
 from flightdelay.core.io import read_parquet, run_main, write_json
 from flightdelay.core.params import TrainParams, load_params
 from flightdelay.model.candidates import build
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             log.info("tracking off (%s)", runs.TRACKING_SWITCH)
             return
         tags = runs.run_tags(os.environ, params, Path.cwd())  # after the outputs are written:
-        tags[runs.TAG_MODEL_MD5] = runs.file_md5(args.model)  # they never depend on it
+        tags[runs.TAG_MODEL_MD5] = file_md5(args.model)  # they never depend on it
         child.finish(
             Job(args.params, args.inp, args.model, result.winner, result.metrics,
                 result.fit_seconds, tags)

@@ -9,7 +9,6 @@ byte-identical with tracking on or off.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import logging
 import warnings
 from collections.abc import Iterator, Mapping
@@ -85,11 +84,6 @@ def settings(env: Mapping[str, str], cwd: Path) -> Settings:
         artifacts = (db.resolve().parent / "mlartifacts").as_uri()
         found = Settings(uri, experiment, artifacts)
     return found
-
-
-def file_md5(path: str | Path) -> str:
-    """The md5 DVC records for a file output: links a tracked run to the model file."""
-    return hashlib.md5(Path(path).read_bytes(), usedforsecurity=False).hexdigest()
 
 
 def run_tags(env: Mapping[str, str], params: Params, cwd: Path) -> dict[str, str]:
