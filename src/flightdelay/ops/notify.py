@@ -55,7 +55,7 @@ def _send(url: str, body: bytes, timeout: float) -> int:
         url, data=body, method="POST", headers={"Content-Type": "application/json"}
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - the request checked above
             status = int(response.status)
     except urllib.error.HTTPError as exc:
         retry = (
