@@ -110,6 +110,13 @@ class BenchmarkParams(_Frozen):
     bulk_rows: int = Field(default=100_000, ge=100)
 
 
+class ReportParams(_Frozen):
+    """The pull-request report's intervals of test-metric changes (``flightdelay report``)."""
+
+    bootstrap_resamples: int = Field(default=1000, ge=100, le=100_000)
+    confidence: float = Field(default=0.95, ge=0.5, lt=1.0)
+
+
 class Params(_Frozen):
     base: BaseParams
     ingest: IngestParams
@@ -117,6 +124,7 @@ class Params(_Frozen):
     train: TrainParams
     evaluate: EvaluateParams
     benchmark: BenchmarkParams
+    report: ReportParams
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -1,4 +1,8 @@
-"""Stage 4, evaluate: test metrics beside a dummy baseline, slices, DVC plots and quality gates."""
+"""Stage 4, evaluate: test metrics beside a dummy baseline, slices, DVC plots and quality gates.
+
+It also writes the test predictions (each flight's label and probability, by its row in the test
+table), so that the pull-request report can score two revisions' models on the same flights.
+"""
 
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ from sklearn.pipeline import Pipeline
 
 from flightdelay.contract.schema import TARGET
 from flightdelay.core.errors import StageError
-from flightdelay.core.io import read_parquet, run_main, write_json
+from flightdelay.core.io import read_parquet, run_main, write_json, write_parquet
 from flightdelay.core.params import EvaluateParams, Gates, load_params
 from flightdelay.model.predict import predict_proba
 from flightdelay.model.store import load_model
@@ -37,6 +41,9 @@ log = logging.getLogger(__name__)
 SLICES = ("origin", "carrier")
 CURVE_POINTS = 200  # ROC/PR curves are thinned to this many points: plots, not archives
 IMPORTANCE_ROWS = 5000
+#: the columns of the predictions table: the flight's row in the test table, its label, the model's
+#: probability; the row identifies a flight across revisions whose test tables are the same
+ROW, PROBA = "row", "proba"
 
 
 def scores(y: NDArray[np.bool_], proba: NDArray[np.float64], threshold: float) -> dict[str, float]:
@@ -120,11 +127,19 @@ def plots(
     }
 
 
+def predictions(test: pd.DataFrame, proba: NDArray[np.float64]) -> pd.DataFrame:
+    """Each test flight's row, label and predicted probability (unrounded, as scored)."""
+    return pd.DataFrame(
+        {ROW: np.arange(len(test)), TARGET: test[TARGET].to_numpy(dtype=bool), PROBA: proba}
+    )
+
+
 @dataclass
 class Evaluation:
     metrics: dict[str, float]
     plots: dict[str, pd.DataFrame]
     failed_gates: list[str]
+    predictions: pd.DataFrame
 
 
 def run(
@@ -144,7 +159,10 @@ def run(
     }
     metrics = {k: round(v, 6) for k, v in metrics.items()}
     return Evaluation(
-        metrics, plots(model, test, proba, params, seed), check_gates(metrics, params.gates)
+        metrics,
+        plots(model, test, proba, params, seed),
+        check_gates(metrics, params.gates),
+        predictions(test, proba),
     )
 
 
@@ -155,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--in", dest="inp", required=True, help="directory of feature tables")
     parser.add_argument("--metrics", required=True, help="output: metrics JSON")
     parser.add_argument("--plots", required=True, help="output: directory of plot CSVs")
+    parser.add_argument("--predictions", required=True, help="output: test predictions (Parquet)")
     args = parser.parse_args(argv)
 
     def body() -> None:
@@ -168,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         if result.failed_gates:
             raise StageError("quality gate failed: " + "; ".join(result.failed_gates))
         write_json(result.metrics, args.metrics)
+        write_parquet(result.predictions, args.predictions)
         for name, frame in result.plots.items():
             path = Path(args.plots) / f"{name}.csv"
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -46,6 +46,7 @@ def params(**split: Any) -> Params:
             "train": {"candidates": {"logreg": {}, "hgb": {"max_iter": 30}}},
             "evaluate": {"threshold": 0.4, "calibration_bins": 5, "gates": {"min_roc_auc": 0.6}},
             "benchmark": {},
+            "report": {},
         }
     )
 

@@ -6,7 +6,7 @@ from conftest import PLANES, make_records
 from flightdelay.contract.schema import TARGET
 from flightdelay.core.params import EvaluateParams, Gates, HGBParams
 from flightdelay.model.candidates import build
-from flightdelay.pipeline.evaluate import check_gates, run, scores, slice_scores
+from flightdelay.pipeline.evaluate import PROBA, ROW, check_gates, run, scores, slice_scores
 
 
 def test_scores_at_threshold() -> None:
@@ -62,3 +62,20 @@ def test_run_beats_dummy_and_writes_every_plot() -> None:
     top = result.plots["importance"]["feature"].iloc[:2].tolist()
     assert sorted(top) == ["precip", "sched_dep_time"]  # what make_records' delays depend on
     assert result.failed_gates == []
+
+
+def test_run_keeps_every_test_prediction_by_row() -> None:
+    """The predictions table: one row per test flight in table order, its label, and the
+    unrounded probability the test metrics were computed from."""
+    train, test = make_records(2000, seed=3), make_records(500, seed=4)
+    model = build("hgb", HGBParams(max_iter=20), 0, PLANES).fit(
+        train.drop(columns=[TARGET]), train[TARGET]
+    )
+    result = run(model, test, float(train[TARGET].mean()), EvaluateParams(), seed=0)
+    predictions = result.predictions
+    assert list(predictions.columns) == [ROW, TARGET, PROBA]
+    assert predictions[ROW].tolist() == list(range(len(test)))
+    assert predictions[TARGET].tolist() == test[TARGET].tolist()
+    again = scores(predictions[TARGET].to_numpy(), predictions[PROBA].to_numpy(), 0.5)
+    assert round(again["roc_auc"], 6) == result.metrics["test.roc_auc"]
+    assert round(again["log_loss"], 6) == result.metrics["test.log_loss"]
