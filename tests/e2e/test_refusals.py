@@ -7,7 +7,9 @@ A plain socket client, so that nothing between it and `bentoml serve` reads earl
 from __future__ import annotations
 
 import json
+import shutil
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,8 @@ import pytest
 from reliability_helpers import GOOD, shared_server
 
 from benchmarks.loopback import Server
+from benchmarks.proxy import proxying
+from conftest import unavailable
 
 pytestmark = pytest.mark.e2e
 LIMIT = 2 * 2**20  # FLIGHTDELAY_MAX_BODY_BYTES's default
@@ -25,6 +29,18 @@ FLIGHT = json.dumps(GOOD).encode()
 @pytest.fixture(scope="module")
 def server(request: pytest.FixtureRequest, small_repo: Path) -> Server:
     return shared_server(request, small_repo, "default")
+
+
+@pytest.fixture(scope="module")
+def proxied(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The same server behind the deployment's reverse proxy (nginx, deploy/nginx.conf)."""
+    if shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists():
+        unavailable("nginx is not installed: apt-get install -y nginx-light")
+    with proxying(server.url, tmp_path_factory.mktemp("nginx"), LIMIT) as url:
+        through = httpx.get(f"{url}/readyz", timeout=10)
+        assert through.status_code == 200
+        assert through.headers["server"].startswith("nginx/")  # the answer came through nginx
+        yield Server(url, server.pid, server.ready_s, server.log)
 
 
 def _exchange(server: Server, head: str, body: bytes) -> tuple[int, Any]:
@@ -55,7 +71,13 @@ def _still_serving(server: Server) -> float:
     return probability
 
 
-def test_a_200000_flight_body_sent_whole_gets_its_413(server: Server) -> None:
+@pytest.mark.parametrize("via", ["server", "proxied"])
+def test_a_200000_flight_body_sent_whole_gets_its_413(
+    via: str, request: pytest.FixtureRequest
+) -> None:
+    """Straight from `bentoml serve`, and through nginx, which refuses it first with the same
+    answer (client_max_body_size is the service's limit)."""
+    server: Server = request.getfixturevalue(via)
     body = b"[" + b",".join([FLIGHT] * 200_000) + b"]"  # about 40 MB
     assert len(body) > 15 * LIMIT
     status, answer = _exchange(server, _head(f"Content-Length: {len(body)}\r\n"), body)
@@ -76,6 +98,15 @@ def test_a_chunked_body_over_the_limit_gets_its_413(server: Server) -> None:
     assert status == 413
     assert answer == {"error": f"body exceeds the limit of {LIMIT} bytes"}
     _still_serving(server)
+
+
+def test_through_the_proxy_a_body_within_its_limit_reaches_the_service(proxied: Server) -> None:
+    """A body nginx lets through but the service refuses by its own count gets the service's
+    413; a valid one is answered, through the proxy, with the direct answer."""
+    body = b"[" + b",".join([FLIGHT] * 3) + b"]"
+    status, answer = _exchange(proxied, _head(f"Content-Length: {len(body)}\r\n"), body)
+    assert status == 200
+    assert [a["probability"] for a in answer] == [_still_serving(proxied)] * 3
 
 
 def test_a_chunked_body_within_the_limit_is_answered(server: Server) -> None:

@@ -1,0 +1,74 @@
+"""nginx in front of a server on loopback, from deploy/nginx.conf: for the tests and benchmarks
+that check what a client sees through the deployment's reverse proxy."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from benchmarks.loopback import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "deploy" / "nginx.conf"
+
+
+class ProxyError(RuntimeError):
+    """nginx is missing, refused its config or did not start; the message says which."""
+
+
+def config(prefix: Path, port: int, upstream: str, max_body: int) -> str:
+    """deploy/nginx.conf with its tokens filled in."""
+    filled = TEMPLATE.read_text("utf-8")
+    for token, value in {
+        "@PREFIX@": str(prefix),
+        "@PORT@": str(port),
+        "@UPSTREAM@": upstream.removeprefix("http://"),
+        "@MAX_BODY@": str(max_body),
+    }.items():
+        filled = filled.replace(token, value)
+    return filled
+
+
+def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ProxyError(f"nginx exited with {proc.returncode}: {log.read_text()[-2000:]}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise ProxyError(f"nginx is not listening on 127.0.0.1:{port} after 10 s")
+
+
+@contextmanager
+def proxying(upstream: str, prefix: Path, max_body: int) -> Iterator[str]:
+    """nginx on a free loopback port in front of ``upstream``; yields its URL, stops it after.
+
+    Raises:
+        ProxyError: nginx is not installed, or did not start (its error log's tail).
+    """
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(nginx).exists():
+        raise ProxyError("nginx is not installed: apt-get install -y nginx-light")
+    prefix.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    conf = prefix / "nginx.conf"
+    conf.write_text(config(prefix, port, upstream, max_body), "utf-8")
+    log = prefix / "error.log"
+    # as root nginx would hand its workers to `nobody`, who cannot enter a private prefix folder
+    directives = "daemon off;" + (" user root;" if os.geteuid() == 0 else "")
+    cmd = [nginx, "-p", str(prefix), "-c", str(conf), "-e", str(log), "-g", directives]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)  # noqa: S603
+    try:
+        _wait_listening(port, proc, log)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
