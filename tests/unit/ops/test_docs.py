@@ -311,3 +311,15 @@ def test_every_docs_page_is_linked_from_the_readme_and_links_back() -> None:
     for page in PAGES[1:]:
         assert f"(docs/{page.name})" in readme, f"README.md does not link docs/{page.name}"
         assert "(../README.md)" in page.read_text(encoding="utf-8"), f"{page.name}: no link back"
+
+
+def test_the_layout_in_development_md_names_every_module() -> None:
+    """docs/development.md lists each module of the package and of the harnesses, one line each."""
+    layout = (ROOT / "docs" / "development.md").read_text(encoding="utf-8")
+    modules = [*(ROOT / "src" / "flightdelay").rglob("*.py"), *(ROOT / "benchmarks").glob("*.py")]
+    named = {p.name for p in modules if p.name != "__init__.py"}
+    assert named, "no modules found"
+    missing = sorted(
+        n for n in named if not re.search(rf"(^|\s){re.escape(n)}(\s|$)", layout, re.M)
+    )
+    assert not missing, f"add to docs/development.md's layout: {missing}"
