@@ -65,7 +65,7 @@ def proxying(upstream: str, prefix: Path, max_body: int) -> Iterator[str]:
     # as root nginx would hand its workers to `nobody`, who cannot enter a private prefix folder
     directives = "daemon off;" + (" user root;" if os.geteuid() == 0 else "")
     cmd = [nginx, "-p", str(prefix), "-c", str(conf), "-e", str(log), "-g", directives]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)  # noqa: S603
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)  # noqa: S603 - fixed argv
     try:
         _wait_listening(port, proc, log)
         yield f"http://127.0.0.1:{port}"
