@@ -7,6 +7,7 @@ import hashlib
 import json
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,12 @@ from flightdelay.core.errors import StageError
 
 
 def dvc(
-    args: list[str], repo: Path, error: type[StageError] = StageError, *, shown: bool = False
+    args: list[str],
+    repo: Path,
+    error: type[StageError] = StageError,
+    *,
+    shown: bool = False,
+    env: Mapping[str, str] | None = None,
 ) -> str:
     """Run ``dvc <args>`` (the DVC of this interpreter) in ``repo``; its stdout.
 
@@ -24,6 +30,7 @@ def dvc(
         error: the type of the error raised on failure.
         shown: let DVC write to the terminal (its progress bars, for long transfers) instead of
             capturing its output; then nothing is returned.
+        env: the environment of DVC and of the stage commands it runs (default: this one's).
 
     Raises:
         StageError: (or ``error``) naming the command and DVC's last line of output.
@@ -31,6 +38,7 @@ def dvc(
     done = subprocess.run(  # noqa: S603 - this interpreter, arguments built by the project
         [sys.executable, "-m", "dvc", *args],
         cwd=repo, capture_output=not shown, text=True, check=False,
+        env=None if env is None else dict(env),
     )  # fmt: skip
     if done.returncode != 0:
         detail = (done.stderr or done.stdout or "").strip().splitlines()

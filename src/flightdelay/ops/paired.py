@@ -19,8 +19,6 @@ import logging
 import os
 import shlex
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,8 +134,7 @@ def _recompute(sha: str, output: Output, repo: Path) -> pd.DataFrame:
         git(repo, "worktree", "add", "--detach", str(tree), sha)
         try:
             dvc(["cache", "dir", "--local", cache], tree)
-            with _imports_from(tree / "src"):
-                dvc(["repro", output.stage], tree)
+            dvc(["repro", output.stage], tree, env=_imports_from(tree / "src"))
             if not (tree / output.path).is_file():
                 raise UnpairedError(f"the base's dvc repro {output.stage} wrote no {output.path}")
             return read_parquet(tree / output.path)
@@ -145,21 +142,10 @@ def _recompute(sha: str, output: Output, repo: Path) -> pd.DataFrame:
             git(repo, "worktree", "remove", "--force", str(tree))
 
 
-@contextmanager
-def _imports_from(src: Path) -> Iterator[None]:
-    """Stage commands started meanwhile import ``src`` (the base's code), not the installed one.
-
-    DVC runs stage commands with its own environment, inherited from this process.
-    """
+def _imports_from(src: Path) -> dict[str, str]:
+    """This environment, with stage commands importing ``src`` (the base's code) first."""
     before = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), before]))
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = before
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(src), before]))}
 
 
 def _pair(base: pd.DataFrame, head: pd.DataFrame, source: str) -> Paired:
