@@ -101,7 +101,7 @@ container-smoke: ## run the image, wait for /readyz, check /predict and /metadat
 SWEEP_LOGREG_C ?= 0.05 0.5
 SWEEP_HGB_LEARNING_RATE ?= 0.03 0.1
 SWEEP_JOBS ?= 2
-PROMOTE_METRIC ?= evaluate.test.roc_auc
+PROMOTE_METRIC ?= train.valid.winner.roc_auc
 
 sweep: setup ## queue the SWEEP_* grid as DVC experiments, run SWEEP_JOBS (2) at a time, compare
 	@for c in $(SWEEP_LOGREG_C); do for lr in $(SWEEP_HGB_LEARNING_RATE); do \

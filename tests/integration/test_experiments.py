@@ -75,10 +75,10 @@ def snapshot(repo: Path) -> dict[str, str]:
     return {name: hashlib.sha256((repo / name).read_bytes()).hexdigest() for name in WATCHED}
 
 
-def refuse(repo: Path, metric: str, message: str, **env: str) -> None:
+def refuse(repo: Path, args: list[str], message: str, **env: str) -> None:
     """`flightdelay promote` exits 1, one line naming the problem; the workspace is unchanged."""
     before = snapshot(repo)
-    result = sh(["flightdelay", "promote", "--metric", metric], repo, **env)
+    result = sh(["flightdelay", "promote", *args], repo, **env)
     assert result.returncode == 1, result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("promote: error: ") and message in last, result.stderr
@@ -93,11 +93,11 @@ def wait_for_queue(repo: Path) -> None:
     assert status.count("Success") == len(GRID), status
 
 
-def finished(repo: Path) -> dict[str, dict[str, Any]]:
-    """name -> metrics/evaluate.json of every experiment, from `dvc exp show --json`."""
+def finished(repo: Path, file: str = "metrics/evaluate.json") -> dict[str, dict[str, Any]]:
+    """name -> the metrics ``file`` of every experiment, from `dvc exp show --json`."""
     shown = json.loads(ok(["dvc", "exp", "show", "--json"], repo))
     return {
-        rev["name"]: rev["data"]["metrics"]["metrics/evaluate.json"]["data"]
+        rev["name"]: rev["data"]["metrics"][file]["data"]
         for baseline in shown
         for group in baseline.get("experiments") or []
         for rev in group["revs"]
@@ -115,11 +115,11 @@ def test_queue_two_workers_then_promote_the_best(tmp_path: Path) -> None:
     ok(["dvc", "repro"], repo)
     ok(["git", "add", "-A"], repo)
     ok(["git", "commit", "-qm", "baseline run"], repo)
-    refuse(repo, "evaluate.test.roc_auc", "no finished experiments to promote")
+    refuse(repo, [], "no finished experiments to promote")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    refuse(repo, "evaluate.test.roc_auc", f"tracking store {closed}", MLFLOW_TRACKING_URI=closed)
+    refuse(repo, [], f"tracking store {closed}", MLFLOW_TRACKING_URI=closed)
 
     for overrides in GRID:
         ok(["dvc", "exp", "run", "--queue", *(f"-S{o}" for o in overrides)], repo)
@@ -130,11 +130,15 @@ def test_queue_two_workers_then_promote_the_best(tmp_path: Path) -> None:
         stop_workers(repo)
     metrics = finished(repo)
     assert len(metrics) == len(GRID)
-    refuse(repo, "evaluate.no_such_metric", "no experiment has the metric")
+    refuse(repo, ["--metric", "evaluate.no_such_metric"], "no experiment has the metric")
+    refuse(repo, ["--metric", "evaluate.test.roc_auc"], "is a test metric")
 
-    best = min(metrics, key=lambda name: (-metrics[name]["test.roc_auc"], name))  # ties: by name
-    result = sh(["flightdelay", "promote", "--metric", "evaluate.test.roc_auc"], repo)
+    # by default the winner's validation score chooses (ties: by name); the test set is not read
+    valid = finished(repo, "metrics/train.json")
+    best = min(valid, key=lambda name: (-valid[name]["valid.winner.roc_auc"], name))
+    result = sh(["flightdelay", "promote"], repo)
     assert result.returncode == 0, result.stderr
+    assert "best by train.valid.winner.roc_auc" in result.stderr
     assert f"flight-delay v1 is now 'champion' (experiment {best}; previous champion: none)" in (
         result.stderr
     )
@@ -149,14 +153,17 @@ def test_queue_two_workers_then_promote_the_best(tmp_path: Path) -> None:
     evaluate = metrics[best] | {"test.roc_auc": 0.98, "test.brier": 0.24}
     (repo / "metrics/evaluate.json").write_text(json.dumps(evaluate, indent=2, sort_keys=True))
     ok(["dvc", "exp", "save", "-n", "strict"], repo)
-    refuse(repo, "evaluate.test.roc_auc", "experiment strict fails the quality gates: test.roc_auc")
+    strict = ["--metric", "evaluate.test.roc_auc", "--allow-test-metric"]
+    refuse(repo, strict, "experiment strict fails the quality gates: test.roc_auc")
     assert champion(repo)[0] == "1"
 
     # lower is better: the least Brier score among the tracked experiments moves the alias
     lowest = min(metrics, key=lambda name: (metrics[name]["test.brier"], name))
-    cmd = ["flightdelay", "promote", "--metric", "evaluate.test.brier", "--lower-is-better"]
+    cmd = ["flightdelay", "promote", "--metric", "evaluate.test.brier", "--lower-is-better",
+           "--allow-test-metric"]  # fmt: skip
     result = sh(cmd, repo)
     assert result.returncode == 0, result.stderr
+    assert "promoting by the test metric evaluate.test.brier" in result.stderr
     assert "previous champion: v1" in result.stderr
     version, tags = champion(repo)
     assert (version, tags["dvc.exp_name"]) == ("2", lowest)

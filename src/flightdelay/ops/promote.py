@@ -1,8 +1,9 @@
 """Promote the best DVC experiment: apply it to the workspace and make its model the champion.
 
-``flightdelay promote --metric evaluate.test.roc_auc`` reads ``dvc exp show --json`` (the
-experiments of the current commit), picks the experiment with the highest value of the metric
-(``--lower-is-better`` for losses), checks the quality gates of ``params.yaml`` as that experiment
+``flightdelay promote`` reads ``dvc exp show --json`` (the experiments of the current commit),
+picks the experiment with the highest value of the metric, by default the winner's validation
+score ``train.valid.winner.roc_auc`` (``--metric`` names another, ``--lower-is-better`` for
+losses), checks the quality gates of ``params.yaml`` as that experiment
 ran them, runs ``dvc exp apply`` and registers the model its train run logged to MLflow as
 ``flight-delay`` with the alias ``champion``. Every refusal (no experiments, no experiment with
 the metric, tracking store unreachable, gates failed, no tracked model) happens before anything
@@ -10,6 +11,12 @@ in the workspace changes.
 
 A metric is named ``<metrics file stem>.<key>``: ``evaluate.test.roc_auc`` is the key
 ``test.roc_auc`` of ``metrics/evaluate.json``.
+
+Choosing among many experiments by a test metric makes the test months part of the selection:
+the best of many test scores is optimistic, and the test set no longer measures the champion.
+So a test metric (one of ``metrics/evaluate.json``'s ``test.*`` keys) needs
+``--allow-test-metric``, and promotion warns when it is used; the gates still read the test
+metrics, since they refuse a model rather than pick one.
 """
 
 from __future__ import annotations
@@ -35,6 +42,9 @@ from flightdelay.tracking import registry, runs
 log = logging.getLogger(__name__)
 
 PARAMS_FILE = "params.yaml"
+#: the winner's validation score (train stage): chooses the champion without touching the test set
+DEFAULT_METRIC = "train.valid.winner.roc_auc"
+TEST_METRICS = "evaluate.test."
 DONE = {None, "success"}  # executor states of finished experiments (None: not run by a queue)
 
 
@@ -120,6 +130,26 @@ def gate_failures(experiment: Experiment) -> list[str]:
         ) from exc
 
 
+def check_metric(metric: str, allow_test_metric: bool) -> None:
+    """Refuse a test metric unless allowed; warn, saying why, when it is.
+
+    Raises:
+        PromotionError: ``metric`` is a test metric and ``allow_test_metric`` is False.
+    """
+    if not metric.startswith(TEST_METRICS):
+        return
+    why = (
+        "the best of many experiments' test scores is optimistic, and the test months stop "
+        "measuring the champion"
+    )
+    if not allow_test_metric:
+        raise PromotionError(
+            f"{metric} is a test metric: {why}; choose by {DEFAULT_METRIC} (the default) or "
+            "pass --allow-test-metric"
+        )
+    log.warning("promoting by the test metric %s: %s", metric, why)
+
+
 def promote(
     repo: Path, metric: str, lower_is_better: bool, found: runs.Settings
 ) -> tuple[Experiment, str, str | None]:
@@ -165,9 +195,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--metric",
-        required=True,
-        help="<metrics file stem>.<key>, e.g. evaluate.test.roc_auc (higher is better unless "
-        "--lower-is-better)",
+        default=DEFAULT_METRIC,
+        help=f"<metrics file stem>.<key> (default: {DEFAULT_METRIC}, the winner's validation "
+        "score; higher is better unless --lower-is-better)",
+    )
+    parser.add_argument(
+        "--allow-test-metric",
+        action="store_true",
+        help="allow choosing by a test metric (evaluate.test.*), with a warning",
     )
     parser.add_argument("--lower-is-better", action="store_true", help="for losses (brier, …)")
     parser.add_argument("--repo", type=Path, default=Path.cwd(), help="the DVC repository")
@@ -177,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         # an unreachable tracking server fails in seconds instead of after minutes of retries
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+        check_metric(args.metric, args.allow_test_metric)
         found = runs.settings(os.environ, args.repo)
         best, version, previous = promote(args.repo, args.metric, args.lower_is_better, found)
         log.info("%s v%s is now %r (experiment %s; previous champion: %s)",

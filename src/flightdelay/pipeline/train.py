@@ -58,7 +58,8 @@ def run(
     y_valid = valid[TARGET].to_numpy()
     for name in params.candidates.names():
         started = time.perf_counter()
-        model = fit(build(name, getattr(params.candidates, name), seed, planes), train)
+        candidate = build(name, getattr(params.candidates, name), seed, planes, params.history)
+        model = fit(candidate, train)
         seconds[name] = time.perf_counter() - started
         proba = predict_proba(model, valid.drop(columns=[TARGET]))
         metrics[f"valid.{name}.{params.metric}"] = round(score(params.metric, y_valid, proba), 6)
@@ -66,11 +67,15 @@ def run(
         log.info("%-7s valid %s=%.4f (fit %.1fs)", name, params.metric,
                  metrics[f"valid.{name}.{params.metric}"], seconds[name])  # fmt: skip
     winner = max(fitted, key=lambda n: (metrics[f"valid.{n}.{params.metric}"], n))
+    # the score that chose the winner, under one key whatever its name: what promotion compares
+    metrics[f"valid.winner.{params.metric}"] = metrics[f"valid.{winner}.{params.metric}"]
     model = fitted[winner]
     if params.refit == "train_valid":
         started = time.perf_counter()
         data = pd.concat([train, valid], ignore_index=True)
-        model = fit(build(winner, getattr(params.candidates, winner), seed, planes), data)
+        model = fit(
+            build(winner, getattr(params.candidates, winner), seed, planes, params.history), data
+        )
         seconds["refit"] = time.perf_counter() - started
     metrics.update({"winner": winner, "train_rows": len(train), "valid_rows": len(valid)})
     return Result(winner, model, metrics, seconds, fitted)

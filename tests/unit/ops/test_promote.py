@@ -13,8 +13,10 @@ import pytest
 from conftest import ROOT
 from flightdelay.core.params import Params, load_params
 from flightdelay.ops.promote import (
+    DEFAULT_METRIC,
     Experiment,
     PromotionError,
+    check_metric,
     experiments,
     gate_failures,
     metric_value,
@@ -72,6 +74,7 @@ def test_pick_best_refuses() -> None:
 def test_gate_failures_use_the_experiments_params(params: Params) -> None:
     metrics = {"test.roc_auc": 0.70, "test.brier": 0.18, "dummy.roc_auc": 0.5}
     raw = params.model_dump(mode="json")
+    raw["evaluate"]["gates"] = {"min_roc_auc": 0.6, "max_brier": 0.2, "min_lift_over_dummy": 0.1}
     assert gate_failures(Experiment("ok", "r1", {"evaluate": metrics}, raw)) == []
     raw["evaluate"]["gates"]["min_roc_auc"] = 0.9
     failed = gate_failures(Experiment("strict", "r2", {"evaluate": metrics}, raw))
@@ -81,3 +84,15 @@ def test_gate_failures_use_the_experiments_params(params: Params) -> None:
         gate_failures(Experiment("x", "r3", {"evaluate": partial}, raw))
     with pytest.raises(PromotionError, match="experiment y: invalid params"):
         gate_failures(Experiment("y", "r4", {}, {"base": {}}))
+
+
+def test_a_test_metric_needs_the_flag_and_warns(caplog: pytest.LogCaptureFixture) -> None:
+    check_metric(DEFAULT_METRIC, allow_test_metric=False)  # the validation score: no warning
+    assert caplog.records == []
+    with pytest.raises(
+        PromotionError, match=r"evaluate\.test\.roc_auc is a test metric: .*optimistic"
+    ):
+        check_metric("evaluate.test.roc_auc", allow_test_metric=False)
+    check_metric("evaluate.test.brier", allow_test_metric=True)
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert "promoting by the test metric evaluate.test.brier" in caplog.records[0].getMessage()
