@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from flightdelay.contract.schema import CATEGORICAL, RECORD_COLUMNS
+from flightdelay.contract.schema import CATEGORICAL, KNOWN, RECORD_COLUMNS
 
 WEATHER = (
     "temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip", "pressure", "visib",
@@ -26,7 +26,15 @@ WEATHER = (
 )  # fmt: skip
 PLANE = ("plane_year", "seats", "engines")
 SCHEDULE = ("dep_min", "arr_min", "block_min", "day_of_week", "holiday_days", "distance")
-NUMERIC = SCHEDULE + WEATHER + PLANE
+#: smoothed delay rates learned from the training rows, by the fields each is keyed on
+HISTORY: dict[str, tuple[str, ...]] = {
+    "route_rate": ("origin", "dest"),
+    "carrier_origin_rate": ("carrier", "origin"),
+    "dep_hour_rate": ("dep_hour",),
+    "weekday_rate": ("day_of_week",),
+}
+PASSED = KNOWN + WEATHER  # record fields that are features as they are (None: missing)
+NUMERIC = SCHEDULE + PASSED + PLANE + tuple(HISTORY)
 FEATURES = NUMERIC + CATEGORICAL
 
 Record = Mapping[str, Any]
@@ -61,6 +69,10 @@ def _clock(hhmm: Any) -> float:
     return (clock // 100) * 60 + clock % 100
 
 
+def _pairs(first: Sequence[Any], second: Sequence[Any]) -> list[str]:
+    return [f"{a}-{b}" for a, b in zip(first, second, strict=True)]
+
+
 def _float(value: Any) -> float:
     return math.nan if value is None else float(value)
 
@@ -73,15 +85,58 @@ class FeatureTable:
         categories: column -> value -> code (unseen values become NaN, i.e. missing).
         planes: tail number -> (year, seats, engines).
         holidays: US federal holidays as days since 1970-01-01, sorted.
+        history: per ``HISTORY`` feature, key (``history_key``) -> smoothed delay rate; a key
+            not in it gets ``prior``; a feature without a table is missing (NaN).
+        prior: the training rows' delay rate.
+        unused: features that were missing in every fitted row (a switched-off group): always
+            0, so the models cannot split on them and ignore what a client sends.
     """
 
     categories: Mapping[str, Mapping[Any, int]]
     planes: Mapping[Any, tuple[float, ...]]
     holidays: NDArray[np.int64]
+    history: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    prior: float = math.nan
+    unused: tuple[str, ...] = ()
     _holiday_list: list[int] = field(init=False, repr=False)
+    _unused_idx: list[int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._holiday_list = self.holidays.tolist()
+        self._unused_idx = [FEATURES.index(name) for name in self.unused]
+
+    def _finish(self, out: Matrix) -> Matrix:
+        if self._unused_idx:
+            out[:, self._unused_idx] = 0.0
+        return out
+
+    def rates(self, name: str, keys: Sequence[str]) -> Matrix:
+        """The rate of each key for the ``HISTORY`` feature ``name``."""
+        table = self.history.get(name)
+        if not table:
+            return np.full(len(keys), np.nan)
+        prior = self.prior
+        return np.array([table.get(k, prior) for k in keys], dtype=np.float64).reshape(-1)
+
+    def _rates_by_int(self, name: str, values: Matrix, size: int) -> Matrix:
+        """``_rates`` of small non-negative integer keys (hour, weekday), by a look-up array."""
+        table = self.history.get(name)
+        if not table:
+            return np.full(len(values), np.nan)
+        lut = np.array([table.get(str(i), self.prior) for i in range(size)], dtype=np.float64)
+        return lut[values.astype(np.intp)]
+
+    def history_keys(self, columns: Columns) -> dict[str, list[str]]:
+        """The key of every row for each ``HISTORY`` feature (what ``FlightFeatures`` counts)."""
+        derived = {
+            "dep_hour": (np.asarray(columns["sched_dep_time"], dtype=np.int64) // 100 % 24),
+            "day_of_week": (_days(columns) + 3) % 7,
+        }
+        keys = {}
+        for name, fields in HISTORY.items():
+            parts = [derived[f].tolist() if f in derived else list(columns[f]) for f in fields]
+            keys[name] = ["-".join(map(str, p)) for p in zip(*parts, strict=True)]
+        return keys
 
     def transform(self, columns: Columns) -> Matrix:
         """Features of a DataFrame or any mapping of column name -> sequence."""
@@ -102,16 +157,27 @@ class FeatureTable:
         }
         for i, name in enumerate(SCHEDULE):
             out[:, i] = derived[name]
-        for i, name in enumerate(WEATHER, start=len(SCHEDULE)):
+        for i, name in enumerate(PASSED, start=len(SCHEDULE)):
             out[:, i] = np.asarray(columns[name], dtype=np.float64) if name in columns else np.nan
         tails = columns["tailnum"] if "tailnum" in columns else [None] * n
         plane = [self.planes.get(t, _NO_PLANE) for t in tails]
-        start = len(SCHEDULE) + len(WEATHER)
+        start = len(SCHEDULE) + len(PASSED)
         out[:, start : start + len(PLANE)] = np.asarray(plane, dtype=np.float64).reshape(n, -1)
+        start += len(PLANE)
+        out[:, start] = self.rates("route_rate", _pairs(columns["origin"], columns["dest"]))
+        out[:, start + 1] = self.rates(
+            "carrier_origin_rate", _pairs(columns["carrier"], columns["origin"])
+        )
+        out[:, start + 2] = self._rates_by_int("dep_hour_rate", (dep // 60) % 24, 24)
+        out[:, start + 3] = self._rates_by_int("weekday_rate", derived["day_of_week"], 7)
         for i, col in enumerate(CATEGORICAL, start=len(NUMERIC)):
             codes = self.categories[col]
             out[:, i] = [codes.get(v, np.nan) for v in columns[col]]
-        return out
+        return self._finish(out)
+
+    def _rate(self, name: str, key: str) -> float:
+        table = self.history.get(name)
+        return table.get(key, self.prior) if table else math.nan
 
     def rows(self, records: Sequence[Record]) -> Matrix:
         """``transform`` of flight records, computed row by row (fast for a few rows).
@@ -128,12 +194,19 @@ class FeatureTable:
             days = first + int(r["day"]) - 1
             pos = bisect.bisect_left(holidays, days)
             near = min(abs(days - holidays[max(pos - 1, 0)]), abs(holidays[min(pos, last)] - days))
-            row = [dep, arr, (arr - dep) % 1440, (days + 3) % 7, near, float(r["distance"])]
-            row += [_float(r.get(name)) for name in WEATHER]
+            weekday = (days + 3) % 7
+            row = [dep, arr, (arr - dep) % 1440, weekday, near, float(r["distance"])]
+            row += [_float(r.get(name)) for name in PASSED]
             row += self.planes.get(r.get("tailnum"), _NO_PLANE)
+            row += [
+                self._rate("route_rate", f"{r['origin']}-{r['dest']}"),
+                self._rate("carrier_origin_rate", f"{r['carrier']}-{r['origin']}"),
+                self._rate("dep_hour_rate", str(int(r["sched_dep_time"]) // 100 % 24)),
+                self._rate("weekday_rate", str(weekday)),
+            ]
             row += [self.categories[col].get(r[col], math.nan) for col in CATEGORICAL]
             rows.append(row)
-        return np.array(rows, dtype=np.float64).reshape(len(rows), len(FEATURES))
+        return self._finish(np.array(rows, dtype=np.float64).reshape(len(rows), len(FEATURES)))
 
     def columns(self, records: Sequence[Record]) -> Matrix:
         """``transform`` of flight records, column-wise (fast for many rows).

@@ -26,6 +26,9 @@ TARGET = "delayed"
 
 Hhmm = Annotated[int, Field(ge=0, le=2400, description="local clock time as HHMM")]
 Weather = Annotated[float | None, Field(default=None)]
+#: what the client knows from its schedule and operations (the features stage computes these
+#: from the flights table; see docs/pipeline.md for when each is known)
+Known = Annotated[float | None, Field(default=None)]
 
 
 class Flight(BaseModel):
@@ -49,6 +52,10 @@ class Flight(BaseModel):
                     "tailnum": "N14228",
                     "precip": 0.02,
                     "visib": 6.0,
+                    "origin_deps_hour": 14,
+                    "tail_leg": 1,
+                    "turnaround_min": 185,
+                    "prev_leg_dep_delay": -3,
                 }
             ]
         },
@@ -77,6 +84,41 @@ class Flight(BaseModel):
     visib_min_3h: Annotated[Weather, Field(ge=0, le=10, description="miles, last 4 hours")] = None
     gust_max_3h: Annotated[Weather, Field(ge=0, le=200, description="mph, last 4 hours")] = None
     pressure_chg_3h: Annotated[Weather, Field(ge=-60, le=60, description="mb over 3 hours")] = None
+    origin_deps_hour: Annotated[
+        Known, Field(ge=0, le=1000, description="departures scheduled from the origin in the "
+                     "flight's scheduled hour, this one included")
+    ] = None  # fmt: skip
+    origin_deps_prev_hour: Annotated[
+        Known,
+        Field(ge=0, le=1000, description="departures scheduled from the origin the hour before"),
+    ] = None  # fmt: skip
+    origin_deps_next_hour: Annotated[
+        Known,
+        Field(ge=0, le=1000, description="departures scheduled from the origin the hour after"),
+    ] = None  # fmt: skip
+    carrier_share_hour: Annotated[
+        Known, Field(ge=0, le=1, description="the carrier's share of origin_deps_hour")
+    ] = None  # fmt: skip
+    tail_leg: Annotated[
+        Known, Field(ge=0, le=50, description="departures the aircraft is scheduled to fly "
+                     "earlier that day (0: its first)")
+    ] = None  # fmt: skip
+    turnaround_min: Annotated[
+        Known, Field(ge=0, le=1440, description="minutes since the aircraft's previous scheduled "
+                     "departure that day")
+    ] = None  # fmt: skip
+    prev_leg_dep_delay: Annotated[
+        Known, Field(ge=-120, le=2000, description="departure delay (min) of the aircraft's "
+                     "previous leg, given only when that leg left at least 2 hours "
+                     "(features.known_hours) before this flight's scheduled departure")
+    ] = None  # fmt: skip
+    origin_recent_deps: Annotated[
+        Known, Field(ge=0, le=1000, description="flights that left the origin in the 2 hours "
+                     "before that cutoff (scheduled departure - features.known_hours)")
+    ] = None  # fmt: skip
+    origin_recent_dep_delay: Annotated[
+        Known, Field(ge=-120, le=2000, description="their mean departure delay, minutes")
+    ] = None  # fmt: skip
 
     @model_validator(mode="after")
     def _valid_calendar(self) -> Flight:
@@ -97,6 +139,12 @@ class Flight(BaseModel):
 
 RECORD_COLUMNS: tuple[str, ...] = tuple(Flight.model_fields)
 CATEGORICAL = ("carrier", "origin", "dest")
+#: the optional fields the client knows from its schedule and operations (``Known``)
+KNOWN: tuple[str, ...] = (
+    "origin_deps_hour", "origin_deps_prev_hour", "origin_deps_next_hour", "carrier_share_hour",
+    "tail_leg", "turnaround_min", "prev_leg_dep_delay", "origin_recent_deps",
+    "origin_recent_dep_delay",
+)  # fmt: skip
 
 
 class Prediction(BaseModel):

@@ -53,6 +53,11 @@ class SplitParams(_Frozen):
 class FeaturesParams(_Frozen):
     cancelled: Literal["drop", "delayed"] = "drop"
     delay_threshold_min: int = Field(default=15, ge=1)
+    congestion: bool = True  # departures scheduled at the origin around the hour
+    aircraft_day: bool = True  # the tail number's earlier legs that day, its turnaround
+    # operations known this many hours before the scheduled departure: the previous leg's
+    # departure delay, the origin's recent departures (None: not used)
+    known_hours: float | None = Field(default=2.0, gt=0.0, le=24.0)
     split: SplitParams = SplitParams()
 
 
@@ -85,9 +90,18 @@ class Candidates(_Frozen):
         return [name for name in type(self).model_fields if getattr(self, name) is not None]
 
 
+class HistoryParams(_Frozen):
+    """Smoothed delay rates learned from the training rows (``FlightFeatures``)."""
+
+    enabled: bool = True
+    smoothing: float = Field(default=20.0, ge=0.0)  # pseudo-flights at the overall rate
+    folds: int = Field(default=5, ge=2)  # out-of-fold values for the rows the model is fitted on
+
+
 class TrainParams(_Frozen):
     metric: Literal["roc_auc", "average_precision", "neg_log_loss"] = "roc_auc"
     refit: Literal["train", "train_valid"] = "train_valid"
+    history: HistoryParams = HistoryParams()
     candidates: Candidates
 
 

@@ -8,7 +8,7 @@ benchmark and the API all derive features through the same code.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -22,12 +22,33 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from flightdelay.contract.feature_table import FEATURES, NUMERIC, Columns, FeatureTable, Matrix
+from flightdelay.contract.feature_table import (
+    FEATURES,
+    HISTORY,
+    NUMERIC,
+    Columns,
+    FeatureTable,
+    Matrix,
+)
 from flightdelay.contract.schema import CATEGORICAL
-from flightdelay.core.params import HGBParams, LogRegParams
+from flightdelay.core.params import HGBParams, HistoryParams, LogRegParams
 
 CATEGORICAL_IDX = [FEATURES.index(c) for c in CATEGORICAL]
 NUMERIC_IDX = [FEATURES.index(c) for c in NUMERIC]
+HISTORY_IDX = [FEATURES.index(c) for c in HISTORY]
+
+
+def delay_rates(
+    keys: dict[str, list[str]], y: NDArray[np.bool_], smoothing: float, prior: float
+) -> dict[str, dict[str, float]]:
+    """Per feature, key -> (delayed + smoothing * prior) / (flights + smoothing)."""
+    rates = {}
+    for name, column in keys.items():
+        counts = pd.DataFrame({"key": column, "y": y}).groupby("key", sort=True)["y"]
+        total, n = counts.sum(), counts.size()
+        rate = (total + smoothing * prior) / (n + smoothing)
+        rates[name] = {str(k): float(v) for k, v in rate.items()}
+    return rates
 
 
 class FlightFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
@@ -36,16 +57,38 @@ class FlightFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
     Categorical values become integer codes learned in ``fit`` (unseen values become NaN, which
     the models treat as missing); the aircraft's year, seats and engines are looked up by tail
     number in ``planes``; the date gives the weekday and the distance in days to the nearest US
-    federal holiday.
+    federal holiday. With ``history`` enabled, ``fit`` also learns the smoothed delay rate of
+    each route, carrier at origin, departure hour and weekday from the labels it is given
+    (``HISTORY``). A row the model is fitted on must not see its own label, so
+    ``fit_transform`` gives those rows out-of-fold rates: each fold's rates come from the other
+    folds (seeded by ``seed``); ``transform`` (validation, test, the API) uses the rates of all
+    the fitted rows.
 
     Args:
         planes: table with columns tailnum, year, seats, engines (None: no aircraft features).
+        history: the rates' switch, smoothing and folds (None: no history features).
+        seed: draws the folds.
     """
 
-    def __init__(self, planes: pd.DataFrame | None = None) -> None:
+    def __init__(
+        self,
+        planes: pd.DataFrame | None = None,
+        history: HistoryParams | None = None,
+        seed: int = 0,
+    ) -> None:
         self.planes = planes
+        self.history = history
+        self.seed = seed
+
+    def _uses_history(self, y: object) -> bool:
+        return self.history is not None and self.history.enabled and y is not None
 
     def fit(self, X: pd.DataFrame, y: object = None) -> FlightFeatures:  # noqa: N803
+        self._fit(X, y)
+        return self
+
+    def _fit(self, X: pd.DataFrame, y: object) -> Matrix:  # noqa: N803
+        """Learn the lookups; the features of ``X`` with them (history rates in-sample)."""
         self.categories_ = {
             col: {value: code for code, value in enumerate(sorted(pd.unique(X[col].dropna())))}
             for col in CATEGORICAL
@@ -57,12 +100,60 @@ class FlightFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         }
         holidays = USFederalHolidayCalendar().holidays("1999-01-01", "2101-12-31")
         self.holidays_ = np.asarray(holidays.values.astype("datetime64[D]").astype(np.int64))
+        self.history_: dict[str, dict[str, float]] = {}
+        self.prior_ = float("nan")
+        if self._uses_history(y):
+            labels = np.asarray(y, dtype=bool)
+            self.prior_ = float(labels.mean())
+            keys = self.table().history_keys(cast("Columns", X))
+            smoothing = self.history.smoothing  # type: ignore[union-attr]
+            self.history_ = delay_rates(keys, labels, smoothing, self.prior_)
+        self.unused_: tuple[str, ...] = ()
+        out = self.table().transform(cast("Columns", X))
+        missing = np.asarray(np.isnan(out).all(axis=0), dtype=bool)
+        self.unused_ = tuple(FEATURES[i] for i in np.flatnonzero(missing))
+        out[:, missing] = 0.0  # what ``FeatureTable`` does with ``unused`` from now on
         self.n_features_in_ = len(X.columns)
-        return self
+        return out
+
+    def fit_transform(
+        self,
+        X: pd.DataFrame,  # noqa: N803
+        y: object = None,
+        **fit_params: object,
+    ) -> Matrix:
+        """``fit``, then the features of ``X`` with out-of-fold history rates (see the class)."""
+        out = self._fit(X, y)
+        if not self._uses_history(y) or set(HISTORY) <= set(self.unused_):
+            return out
+        history: HistoryParams = self.history  # type: ignore[assignment]
+        labels = np.asarray(y, dtype=bool)
+        keys = {
+            n: np.asarray(c, dtype=object)
+            for n, c in self.table().history_keys(cast("Columns", X)).items()
+        }
+        folds = np.random.default_rng(self.seed).permutation(len(labels)) % history.folds
+        for k in range(history.folds):
+            held, rest = folds == k, folds != k
+            prior = float(labels[rest].mean())
+            rest_keys = {n: list(col[rest]) for n, col in keys.items()}
+            rates = delay_rates(rest_keys, labels[rest], history.smoothing, prior)
+            fold = FeatureTable(self.categories_, {}, self.holidays_, rates, prior, self.unused_)
+            for j, name in zip(HISTORY_IDX, HISTORY, strict=True):
+                out[held, j] = fold.rates(name, list(keys[name][held]))
+        return out
 
     def table(self) -> FeatureTable:
         """The fitted lookups (shared, not copied) as the ``FeatureTable`` that applies them."""
-        return FeatureTable(self.categories_, self.planes_, self.holidays_)
+        history = getattr(self, "history_", {})
+        return FeatureTable(
+            self.categories_,
+            self.planes_,
+            self.holidays_,
+            history,
+            getattr(self, "prior_", float("nan")),
+            getattr(self, "unused_", ()),
+        )
 
     def transform(self, X: Columns) -> Matrix:  # noqa: N803
         """Accepts a DataFrame or any mapping of column name -> sequence."""
@@ -72,7 +163,9 @@ class FlightFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         return np.asarray(FEATURES, dtype=object)
 
 
-def _hgb(params: HGBParams, seed: int, planes: pd.DataFrame | None) -> Pipeline:
+def _hgb(
+    params: HGBParams, seed: int, planes: pd.DataFrame | None, history: HistoryParams | None
+) -> Pipeline:
     clf = HistGradientBoostingClassifier(
         learning_rate=params.learning_rate,
         max_iter=params.max_iter,
@@ -83,10 +176,12 @@ def _hgb(params: HGBParams, seed: int, planes: pd.DataFrame | None) -> Pipeline:
         early_stopping=False,  # the number of trees is a param, not a side effect of the data
         random_state=seed,
     )
-    return Pipeline([("features", FlightFeatures(planes)), ("classifier", clf)])
+    return Pipeline([("features", FlightFeatures(planes, history, seed)), ("classifier", clf)])
 
 
-def _logreg(params: LogRegParams, seed: int, planes: pd.DataFrame | None) -> Pipeline:
+def _logreg(
+    params: LogRegParams, seed: int, planes: pd.DataFrame | None, history: HistoryParams | None
+) -> Pipeline:
     prep = ColumnTransformer(
         [
             ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), NUMERIC_IDX),
@@ -101,21 +196,28 @@ def _logreg(params: LogRegParams, seed: int, planes: pd.DataFrame | None) -> Pip
         ]
     )
     clf = LogisticRegression(C=params.C, max_iter=params.max_iter, random_state=seed)
-    return Pipeline([("features", FlightFeatures(planes)), ("prep", prep), ("classifier", clf)])
+    features = FlightFeatures(planes, history, seed)
+    return Pipeline([("features", features), ("prep", prep), ("classifier", clf)])
 
 
-Factory = Callable[[Any, int, "pd.DataFrame | None"], Pipeline]
+Factory = Callable[[Any, int, "pd.DataFrame | None", "HistoryParams | None"], Pipeline]
 
-#: name in params.yaml (train.candidates) -> factory(params, seed, planes)
+#: name in params.yaml (train.candidates) -> factory(params, seed, planes, history)
 CANDIDATES: dict[str, Factory] = {"logreg": _logreg, "hgb": _hgb}
 
 
-def build(name: str, params: object, seed: int, planes: pd.DataFrame | None) -> Pipeline:
-    """An unfitted Pipeline for the candidate ``name``.
+def build(
+    name: str,
+    params: object,
+    seed: int,
+    planes: pd.DataFrame | None,
+    history: HistoryParams | None = None,
+) -> Pipeline:
+    """An unfitted Pipeline for the candidate ``name`` (``history``: its delay-rate features).
 
     Raises:
         KeyError: when ``name`` is not in the registry.
     """
     if name not in CANDIDATES:
         raise KeyError(f"unknown candidate {name!r}; known: {', '.join(sorted(CANDIDATES))}")
-    return CANDIDATES[name](params, seed, planes)
+    return CANDIDATES[name](params, seed, planes, history)

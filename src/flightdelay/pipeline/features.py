@@ -5,6 +5,13 @@ delays and the air time are dropped. Weather comes from the origin's hourly obse
 scheduled hour and the three hours before it. Aircraft attributes are looked up inside the
 model (``FlightFeatures``) from the planes table this stage also writes, so the API needs only
 a tail number.
+
+From the whole schedule (cancelled flights included: the schedule is published in advance) come
+the origin's scheduled departures around the hour and the aircraft's day (``schedule_context``).
+One rule admits what happened earlier that day (``known_context``): an actual departure may be
+used only when it took place at least ``features.known_hours`` before this flight's scheduled
+departure, the time from which a prediction can then be made. It gives the previous leg's
+departure delay and the origin's departures in the two hours before that cutoff.
 """
 
 from __future__ import annotations
@@ -17,7 +24,13 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from flightdelay.contract.schema import RECORD_COLUMNS, TARGET, record_schema, summarise_failures
+from flightdelay.contract.schema import (
+    KNOWN,
+    RECORD_COLUMNS,
+    TARGET,
+    record_schema,
+    summarise_failures,
+)
 from flightdelay.core.errors import StageError
 from flightdelay.core.io import read_parquet, run_main, write_parquet
 from flightdelay.core.params import FeaturesParams, SplitParams, load_params
@@ -25,6 +38,8 @@ from flightdelay.core.params import FeaturesParams, SplitParams, load_params
 log = logging.getLogger(__name__)
 
 KEY = ["origin", "year", "month", "day", "hour"]
+DAY = ["year", "month", "day"]
+RECENT_MIN = 120  # the origin's recent departures: the two hours up to the cutoff
 SPLITS = ("train", "valid", "test")
 MAX_WIND_MPH = 150.0  # the 2013 data holds one 1048 mph reading: a sensor error, not weather
 
@@ -51,6 +66,79 @@ def weather_windows(weather: pd.DataFrame) -> pd.DataFrame:
     return w.drop(columns=["ts", "pressure_3h_ago"])
 
 
+def _minutes(hhmm: pd.Series) -> pd.Series:
+    return (hhmm // 100) * 60 + hhmm % 100
+
+
+def schedule_context(flights: pd.DataFrame, params: FeaturesParams) -> pd.DataFrame:
+    """Congestion and the aircraft's day from the scheduled times alone (NaN when switched off)."""
+    columns = ["origin_deps_hour", "origin_deps_prev_hour", "origin_deps_next_hour",
+               "carrier_share_hour", "tail_leg", "turnaround_min"]  # fmt: skip
+    out = pd.DataFrame(np.nan, index=flights.index, columns=columns)
+    hour = flights["sched_dep_time"] // 100 % 24
+    if params.congestion:
+        keys = [*DAY, "origin"]
+        per_hour = flights.assign(hour=hour).groupby([*keys, "hour"]).size()
+        for column, shift in (("origin_deps_hour", 0), ("origin_deps_prev_hour", -1),
+                              ("origin_deps_next_hour", 1)):  # fmt: skip
+            index = pd.MultiIndex.from_arrays([*(flights[k] for k in keys), hour + shift])
+            out[column] = per_hour.reindex(index, fill_value=0).to_numpy(dtype=np.float64)
+        by_carrier = flights.assign(hour=hour).groupby([*keys, "carrier", "hour"])["hour"]
+        out["carrier_share_hour"] = by_carrier.transform("size") / out["origin_deps_hour"]
+    if params.aircraft_day:
+        dep = _minutes(flights["sched_dep_time"])
+        legs = flights.assign(dep=dep).loc[flights["tailnum"].notna()]
+        legs = legs.sort_values([*DAY, "tailnum", "dep"], kind="stable")
+        day = legs.groupby([*DAY, "tailnum"], sort=False)["dep"]
+        out.loc[legs.index, "tail_leg"] = day.cumcount().to_numpy(dtype=np.float64)
+        out.loc[legs.index, "turnaround_min"] = (legs["dep"] - day.shift(1)).to_numpy()
+    return out
+
+
+def known_context(flights: pd.DataFrame, hours: float | None) -> pd.DataFrame:
+    """The previous leg's departure delay and the origin's recent departures, as known
+    ``hours`` before each scheduled departure (all NaN when ``hours`` is None)."""
+    columns = ["prev_leg_dep_delay", "origin_recent_deps", "origin_recent_dep_delay"]
+    out = pd.DataFrame(np.nan, index=flights.index, columns=columns)
+    if hours is None:
+        return out
+    dep = _minutes(flights["sched_dep_time"]).astype(np.float64)
+    left = dep + flights["dep_delay"]  # minutes after the scheduled day's midnight; NaN: never
+    cutoff = dep - 60 * hours
+    frame = flights.assign(dep=dep, left=left)
+    legs = frame.loc[flights["tailnum"].notna()].sort_values(
+        [*DAY, "tailnum", "dep"], kind="stable"
+    )
+    day = legs.groupby([*DAY, "tailnum"], sort=False)
+    known = day["left"].shift(1) <= cutoff.loc[legs.index]  # NaN (no leg, cancelled) is False
+    out.loc[legs.index, "prev_leg_dep_delay"] = day["dep_delay"].shift(1).where(known).to_numpy()
+    # departures that left the origin in (cutoff - RECENT_MIN, cutoff] of the same day: one sorted
+    # array of (origin-day, time left) answers every flight's window with two searches
+    group = frame.groupby([*DAY, "origin"], sort=False).ngroup().to_numpy(dtype=np.float64)
+    span = 10_000.0  # wider than any time of a day (minutes, delays included)
+    gone = np.isfinite(left.to_numpy())
+    stamp = group[gone] * span + left.to_numpy()[gone]
+    order = np.argsort(stamp, kind="stable")
+    stamp, delays = stamp[order], flights["dep_delay"].to_numpy(dtype=np.float64)[gone][order]
+    total = np.concatenate([[0.0], np.cumsum(delays)])
+    end = group * span + cutoff.to_numpy()
+    hi = np.searchsorted(stamp, end, side="right")
+    lo = np.searchsorted(stamp, end - RECENT_MIN, side="right")
+    count = (hi - lo).astype(np.float64)
+    out["origin_recent_deps"] = count
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["origin_recent_dep_delay"] = np.where(
+            count > 0, (total[hi] - total[lo]) / count, np.nan
+        )
+    return out
+
+
+def context(flights: pd.DataFrame, params: FeaturesParams) -> pd.DataFrame:
+    """Every ``KNOWN`` column of each flight, from the whole schedule (see the module docstring)."""
+    parts = [schedule_context(flights, params), known_context(flights, params.known_hours)]
+    return pd.concat(parts, axis=1)[list(KNOWN)]
+
+
 def label(flights: pd.DataFrame, params: FeaturesParams) -> pd.DataFrame:
     """Add the target; flights with no arrival delay (cancelled or diverted) follow the param."""
     no_arrival = flights["arr_delay"].isna()
@@ -63,6 +151,8 @@ def build_records(
     flights: pd.DataFrame, weather: pd.DataFrame, params: FeaturesParams
 ) -> pd.DataFrame:
     """Labelled flight records with exactly the contract's columns, validated."""
+    flights = flights.reset_index(drop=True)
+    flights = pd.concat([flights, context(flights, params)], axis=1)
     flights = label(flights, params).assign(hour=lambda f: f["sched_dep_time"] // 100 % 24)
     joined = flights.merge(weather_windows(weather), on=KEY, how="left", validate="many_to_one")
     records = joined[[*RECORD_COLUMNS, TARGET]].reset_index(drop=True)

@@ -41,7 +41,7 @@ SMALL_ROWS = 4
 PARALLEL_ROWS = 64
 #: files of a saved ServingModel
 MANIFEST, ARRAYS, TREES = "serving.json", "serving.npz", "trees.onnx"
-FORMAT = 1
+FORMAT = 2
 
 
 class ServingModelError(Exception):
@@ -269,6 +269,9 @@ class ServingModel:
             "features": list(FEATURES),
             "scorer": self.scorer.kind,
             "categories": {c: _by_code(self.features.categories[c]) for c in CATEGORICAL},
+            "history": self.features.history,
+            "prior": self.features.prior,
+            "unused": list(self.features.unused),
             "scorer_state": meta,
         }
         planes = np.asarray([self.features.planes[t] for t in tails], dtype=np.float64)
@@ -323,6 +326,9 @@ class ServingModel:
                 categories={col: {v: i for i, v in enumerate(values[col])} for col in CATEGORICAL},
                 planes=dict(zip(tails, map(tuple, arrays["plane_values"].tolist()), strict=True)),
                 holidays=arrays["holidays"],
+                history={name: dict(rates) for name, rates in manifest["history"].items()},
+                prior=float(manifest["prior"]),
+                unused=tuple(manifest["unused"]),
             )
         except Exception as exc:  # noqa: BLE001 - any damage (a file, a key, a type, onnxruntime)
             raise ServingModelError(f"{directory}: damaged serving model: {exc!r}") from exc

@@ -22,7 +22,7 @@ from flightdelay.model.store import save_model
 @pytest.fixture(scope="module")
 def model() -> Pipeline:
     train = make_records(1500, seed=2)
-    fitted = build("hgb", HGBParams(max_iter=20, min_samples_leaf=5), 3, PLANES)
+    fitted = build("hgb", HGBParams(max_iter=40, min_samples_leaf=5), 3, PLANES)
     return fitted.fit(train.drop(columns=[TARGET]), train[TARGET])
 
 

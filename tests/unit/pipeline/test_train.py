@@ -38,7 +38,8 @@ def test_refit_on_train_and_valid_changes_the_model() -> None:
     train_only = predict_proba(result.candidates[result.winner], x_valid)
     assert np.abs(refitted - train_only).max() > 1e-3
     both = pd.concat([train, valid], ignore_index=True)
-    by_hand = build(result.winner, getattr(params.candidates, result.winner), 0, PLANES).fit(
+    chosen = getattr(params.candidates, result.winner)
+    by_hand = build(result.winner, chosen, 0, PLANES, params.history).fit(
         both.drop(columns=[TARGET]), both[TARGET].to_numpy()
     )
     np.testing.assert_array_equal(refitted, predict_proba(by_hand, x_valid))
