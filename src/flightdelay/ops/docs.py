@@ -122,7 +122,7 @@ def validation(metrics: Metrics, winner: str) -> str:
     found = sorted(
         (m.group(1), m.group(2), float(v))
         for k, v in metrics.get("train", {}).items()
-        if (m := VALID.fullmatch(k))
+        if (m := VALID.fullmatch(k)) and m.group(1) != "winner"  # valid.winner: a copy (train)
     )
     if not found:
         raise StageError("metrics/train.json has no valid.<candidate>.<metric> key")
