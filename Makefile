@@ -4,7 +4,7 @@ UV ?= uv
 RUN := $(UV) run --locked
 
 .DEFAULT_GOAL := help
-.PHONY: help setup repro test check lint format typecheck imports dag fuzz soak audit push pull sweep mlflow-ui promote clean bento container container-smoke bench-http docs lock-current notify
+.PHONY: help setup repro test check lint format typecheck imports dag fuzz soak audit push pull sweep mlflow-ui promote score clean bento container container-smoke bench-http docs lock-current notify
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -102,6 +102,8 @@ SWEEP_LOGREG_C ?= 0.05 0.5
 SWEEP_HGB_LEARNING_RATE ?= 0.03 0.1
 SWEEP_JOBS ?= 2
 PROMOTE_METRIC ?= train.valid.winner.roc_auc
+SCORE_IN ?= data/features/test.parquet
+SCORE_OUT ?= scored/predictions.parquet
 
 sweep: setup ## queue the SWEEP_* grid as DVC experiments, run SWEEP_JOBS (2) at a time, compare
 	@for c in $(SWEEP_LOGREG_C); do for lr in $(SWEEP_HGB_LEARNING_RATE); do \
@@ -120,6 +122,9 @@ mlflow-ui: setup ## the MLflow UI on the tracking store (http://127.0.0.1:5000; 
 
 promote: setup ## apply the best experiment by PROMOTE_METRIC, register it as MLflow champion
 	$(RUN) flightdelay promote --metric $(PROMOTE_METRIC)
+
+score: setup ## score SCORE_IN (Parquet/CSV) with the model -> SCORE_OUT (+ .rejects.parquet)
+	$(RUN) flightdelay score --model models/model.joblib --in $(SCORE_IN) --out $(SCORE_OUT)
 
 clean: ## remove caches of tools (not DVC outputs)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache

@@ -9,11 +9,12 @@ compiler does not support. The API loads the saved ``ServingModel`` itself, with
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
+import pandas as pd
 from numpy.typing import NDArray
 from sklearn.pipeline import Pipeline
 
@@ -53,6 +54,12 @@ class Predictor:
         """The category code tables of the fitted ``FlightFeatures`` step."""
         codes: dict[str, dict[Any, int]] = self.model.named_steps["features"].categories_
         return codes
+
+    def predict_frame(self, frame: pd.DataFrame) -> NDArray[np.float64]:
+        """Probabilities for a DataFrame of flight records (column-wise, no per-row objects)."""
+        if self.fast is None:
+            return predict_proba(self.model, frame)
+        return self.fast.predict_columns(cast("Mapping[str, Any]", frame))
 
     def predict_records(self, flights: Sequence[Record]) -> NDArray[np.float64]:
         """Probabilities for flight records given as mappings of the ``Flight`` fields."""

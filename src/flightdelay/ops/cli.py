@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "flightdelay.ops.promote",
         "apply the best DVC experiment, register it as champion",
     ),
+    "score": ("flightdelay.ops.score", "score a file of flights in chunks: predictions, rejects"),
     "bento": ("flightdelay.ops.release", "[bento|container|tags] build the Bento, its image; tags"),
     "docs": ("flightdelay.ops.docs", "rewrite the docs' tables from metrics/*.json (--check)"),
     "notify": ("flightdelay.ops.notify", "post --text to the webhook URL in --webhook-env's var"),

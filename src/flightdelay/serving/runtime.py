@@ -258,6 +258,10 @@ class ServingModel:
         build = self.features.rows if len(records) <= SMALL_ROWS else self.features.columns
         return self.scorer.proba(build(records))
 
+    def predict_columns(self, columns: Mapping[str, Any]) -> Matrix:
+        """Probabilities for a mapping of column name -> values (a DataFrame), column-wise."""
+        return self.scorer.proba(self.features.transform(columns))
+
     def save(self, directory: str | Path) -> None:
         """Write ``MANIFEST``, ``ARRAYS`` (and ``TREES`` when trees split) into ``directory``."""
         directory = Path(directory)
