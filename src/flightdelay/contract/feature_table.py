@@ -69,8 +69,9 @@ def _clock(hhmm: Any) -> float:
     return (clock // 100) * 60 + clock % 100
 
 
-def _pairs(first: Sequence[Any], second: Sequence[Any]) -> list[str]:
-    return [f"{a}-{b}" for a, b in zip(first, second, strict=True)]
+def _objects(values: Any) -> list[Any] | NDArray[np.object_]:
+    """``values`` (a list, a numpy or pandas column) in a form fast to iterate in Python."""
+    return values if isinstance(values, list) else np.asarray(values, dtype=object)
 
 
 def _float(value: Any) -> float:
@@ -109,6 +110,25 @@ class FeatureTable:
         if self._unused_idx:
             out[:, self._unused_idx] = 0.0
         return out
+
+    def _pair_rates(self, name: str, codes: Mapping[str, Matrix]) -> Matrix:
+        """``rates`` of a feature keyed on two categorical fields, from their codes: a table
+        over every pair of known values (an unknown value makes an unseen key: ``prior``)."""
+        table = self.history.get(name)
+        first, second = HISTORY[name]
+        if not table:
+            return np.full(len(codes[first]), np.nan)
+        a, b = self.categories[first], self.categories[second]
+        lut = np.full((len(a) + 1, len(b) + 1), self.prior)  # the last row/column: unknown
+        for va, ca in a.items():
+            for vb, cb in b.items():
+                lut[ca, cb] = table.get(f"{va}-{vb}", self.prior)
+        ia, ib = (
+            np.nan_to_num(codes[f], nan=len(t)).astype(np.intp)
+            for f, t in ((first, a), (second, b))
+        )
+        rates: Matrix = lut[ia, ib]
+        return rates
 
     def rates(self, name: str, keys: Sequence[str]) -> Matrix:
         """The rate of each key for the ``HISTORY`` feature ``name``."""
@@ -159,20 +179,22 @@ class FeatureTable:
             out[:, i] = derived[name]
         for i, name in enumerate(PASSED, start=len(SCHEDULE)):
             out[:, i] = np.asarray(columns[name], dtype=np.float64) if name in columns else np.nan
-        tails = columns["tailnum"] if "tailnum" in columns else [None] * n
+        # values as one object array each: iterating it is several times faster than iterating
+        # a pandas (Arrow-backed) column
+        tails = _objects(columns["tailnum"]) if "tailnum" in columns else [None] * n
         plane = [self.planes.get(t, _NO_PLANE) for t in tails]
         start = len(SCHEDULE) + len(PASSED)
         out[:, start : start + len(PLANE)] = np.asarray(plane, dtype=np.float64).reshape(n, -1)
+        codes = {}
+        for i, col in enumerate(CATEGORICAL, start=len(NUMERIC)):
+            table = self.categories[col]
+            out[:, i] = [table.get(v, np.nan) for v in _objects(columns[col])]
+            codes[col] = out[:, i]
         start += len(PLANE)
-        out[:, start] = self.rates("route_rate", _pairs(columns["origin"], columns["dest"]))
-        out[:, start + 1] = self.rates(
-            "carrier_origin_rate", _pairs(columns["carrier"], columns["origin"])
-        )
+        out[:, start] = self._pair_rates("route_rate", codes)
+        out[:, start + 1] = self._pair_rates("carrier_origin_rate", codes)
         out[:, start + 2] = self._rates_by_int("dep_hour_rate", (dep // 60) % 24, 24)
         out[:, start + 3] = self._rates_by_int("weekday_rate", derived["day_of_week"], 7)
-        for i, col in enumerate(CATEGORICAL, start=len(NUMERIC)):
-            codes = self.categories[col]
-            out[:, i] = [codes.get(v, np.nan) for v in columns[col]]
         return self._finish(out)
 
     def _rate(self, name: str, key: str) -> float:
