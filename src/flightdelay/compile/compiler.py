@@ -28,10 +28,11 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
+from flightdelay.compile.native import build as build_native
 from flightdelay.contract.feature_table import Matrix
 from flightdelay.contract.schema import CATEGORICAL, RECORD_COLUMNS
 from flightdelay.model.candidates import FlightFeatures
-from flightdelay.serving.runtime import LinearScorer, ServingModel, TreeScorer
+from flightdelay.serving.runtime import LinearScorer, NativeTrees, ServingModel, TreeScorer
 
 log = logging.getLogger(__name__)
 
@@ -137,10 +138,17 @@ def trees_onnx(clf: HistGradientBoostingClassifier, n_inputs: int) -> tuple[byte
     return model.SerializeToString(), constant
 
 
-def _trees(clf: HistGradientBoostingClassifier, threads: int | None) -> TreeScorer:
+def _trees(clf: HistGradientBoostingClassifier, threads: int | None, native: bool) -> TreeScorer:
     order, encoders = _layout(clf)
     onnx, constant = trees_onnx(clf, len(order))
-    return TreeScorer(onnx, order, encoders, constant, threads)
+    scorer = TreeScorer(onnx, order, encoders, constant, threads)
+    library = build_native(clf) if native else None
+    if library is not None:
+        try:
+            scorer.native = NativeTrees(library, clf.n_features_in_, threads)
+        except OSError as exc:
+            log.warning("cannot load the native trees (%s): using the ONNX trees", exc)
+    return scorer
 
 
 def _linear(prep: ColumnTransformer, clf: LogisticRegression) -> LinearScorer:
@@ -211,16 +219,25 @@ def probe_records(features: FlightFeatures, n: int = 200, seed: int = 0) -> pd.D
 
 
 def _differs(model: Pipeline, serving: ServingModel) -> float:
-    """Largest probability difference between the Pipeline and its compiled form on probes."""
+    """Largest probability difference between the Pipeline and its compiled form on probes
+    (both tree forms, where the native one is there)."""
     probes = probe_records(model.steps[0][1])
     expected = model.predict_proba(probes)[:, 1]
     records = cast(
         "list[dict[str, Any]]", probes.astype(object).where(probes.notna(), None).to_dict("records")
     )
-    return float(np.max(np.abs(serving.predict_records(records) - expected)))
+    diff = float(np.max(np.abs(serving.predict_records(records) - expected)))
+    scorer = serving.scorer
+    if isinstance(scorer, TreeScorer) and scorer.native is not None:
+        native, scorer.native = scorer.native, None
+        try:  # the ONNX trees, the fallback, must be right too
+            diff = max(diff, float(np.max(np.abs(serving.predict_records(records) - expected))))
+        finally:
+            scorer.native = native
+    return diff
 
 
-def _compile(model: Pipeline, threads: int | None) -> ServingModel | str:
+def _compile(model: Pipeline, threads: int | None, native: bool) -> ServingModel | str:
     """The compiled form of a supported Pipeline, or why there is none."""
     steps = [step for _, step in model.steps]
     features, rest = steps[0], steps[1:]
@@ -228,14 +245,16 @@ def _compile(model: Pipeline, threads: int | None) -> ServingModel | str:
         return "the first step is not FlightFeatures"
     if len(rest) == 1 and isinstance(rest[0], HistGradientBoostingClassifier):
         reason = _trees_unsupported(rest[0])
-        return reason or ServingModel(features.table(), _trees(rest[0], threads))
+        return reason or ServingModel(features.table(), _trees(rest[0], threads, native))
     if len(rest) == 2:  # noqa: PLR2004
         reason = _linear_unsupported(*rest)
         return reason or ServingModel(features.table(), _linear(*rest))
     return f"unsupported steps {[type(s).__name__ for s in rest]}"
 
 
-def compile_pipeline(model: Pipeline, threads: int | None = None) -> ServingModel | None:
+def compile_pipeline(
+    model: Pipeline, threads: int | None = None, *, native: bool = False
+) -> ServingModel | None:
     """A ``ServingModel`` for a supported fitted Pipeline; None (logged) for any other.
 
     Supported: FlightFeatures -> HistGradientBoostingClassifier (binary), and FlightFeatures ->
@@ -246,8 +265,10 @@ def compile_pipeline(model: Pipeline, threads: int | None = None) -> ServingMode
     Args:
         model: the fitted Pipeline.
         threads: cores the trees may use on large inputs (default: every core).
+        native: also compile the trees to native code (``compile.native``; ONNX stays the
+            fallback where that cannot be built).
     """
-    compiled = _compile(model, threads)
+    compiled = _compile(model, threads, native)
     if isinstance(compiled, str):
         reason = compiled
     else:

@@ -35,19 +35,32 @@ class Predictor:
         threads: cores the compiled trees may use on large inputs (default: every core).
         compiled: False scores through the Pipeline itself (what the API does for a model
             without a saved ``ServingModel``; compiling needs the ``onnx`` package).
+        native: the trees also compiled to native code (``compile.native``), for bulk work.
     """
 
     def __init__(
-        self, model: Pipeline, threads: int | None = None, *, compiled: bool = True
+        self,
+        model: Pipeline,
+        threads: int | None = None,
+        *,
+        compiled: bool = True,
+        native: bool = False,
     ) -> None:
         self.model = model
-        self.fast: ServingModel | None = compile_pipeline(model, threads) if compiled else None
+        self.fast: ServingModel | None = (
+            compile_pipeline(model, threads, native=native) if compiled else None
+        )
 
     @classmethod
     def from_path(
-        cls, path: str | Path, threads: int | None = None, *, compiled: bool = True
+        cls,
+        path: str | Path,
+        threads: int | None = None,
+        *,
+        compiled: bool = True,
+        native: bool = False,
     ) -> Predictor:
-        return cls(load_model(path), threads, compiled=compiled)
+        return cls(load_model(path), threads, compiled=compiled, native=native)
 
     @property
     def categories(self) -> dict[str, dict[Any, int]]:

@@ -173,7 +173,26 @@ def benchmark(metrics: Metrics) -> str:
         ("peak RSS of the benchmark process", megabytes(b("peak_rss_mb")), "", ""),
     ]
     head = ("in-process (p50 unless said)", "reference Pipeline", "compiled path", "ratio")
-    return "\n\n".join([table(head, rows), footer("benchmark")])
+    tables = [table(head, rows)]
+    if "bulk_frame_pipeline_rows_per_s" in metrics.get("benchmark", {}):
+        tables.append(bulk_scorers(b))
+    return "\n\n".join([*tables, footer("benchmark")])
+
+
+def bulk_scorers(b: Callable[[str], float]) -> str:
+    """Bulk end to end (a DataFrame in, probabilities out) for the three scorers, one run."""
+    native = (
+        "native trees (treelite + tl2cgen)" if b("native_compiled") else "native trees: not built"
+    )
+    rows = [
+        ("reference Pipeline", per_s(b("bulk_frame_pipeline_rows_per_s")), "1×", ""),
+        ("ServingModel, ONNX trees", per_s(b("bulk_frame_onnx_rows_per_s")),
+         ratio(b("bulk_frame_onnx_speedup")), ""),
+        (f"ServingModel, {native}", per_s(b("bulk_frame_native_rows_per_s")),
+         ratio(b("bulk_frame_native_speedup")), tiny(b("native_max_abs_diff"))),
+    ]  # fmt: skip
+    head = ("bulk, frame in (median of 5 calls)", "rows/s", "vs Pipeline", "largest difference")
+    return table(head, rows)
 
 
 def per_s(x: float) -> str:

@@ -215,7 +215,7 @@ def import_model(model_path: Path, params_path: Path, metrics_path: Path, releas
     model = load_model(model_path)  # a file that cannot be served fails here, not at serve time
     if not hasattr(model.named_steps.get("features"), "categories_"):
         raise StageError(f"{model_path}: the Pipeline has no fitted 'features' step")
-    serving = compile_pipeline(model)
+    serving = compile_pipeline(model, native=True)  # ships the native trees where they build
     if serving is None:  # the service runs only the compiled form: no scikit-learn in the image
         raise StageError(
             f"{model_path}: the model cannot be compiled to a ServingModel (see above)"

@@ -188,7 +188,7 @@ def score(model: Path, source: Path, out: Path, options: Options) -> Totals:
         raise ScoreError(f"{model}: no such model file (run the pipeline: uv run dvc repro)")
     if not source.is_file():
         raise ScoreError(f"{source}: no such input file")
-    predictor = Predictor.from_path(model)
+    predictor = Predictor.from_path(model, native=True)
     version = file_md5(model)
     log.info("model %s (md5 %s), %s path", model, version,
              "compiled" if predictor.fast is not None else "sklearn Pipeline")  # fmt: skip

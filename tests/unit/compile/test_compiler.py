@@ -337,7 +337,9 @@ BENCHMARK_KEYS = {
 } | {
     "served_load_ms_median", "fast_compiled", "fast_max_abs_diff", "single_row_speedup",
     "batch_5_speedup", "bulk_speedup", "model_size_mb", "peak_rss_mb",
-}  # fmt: skip
+    "native_compiled", "native_max_abs_diff",
+    "bulk_frame_onnx_speedup", "bulk_frame_native_speedup",
+} | {f"bulk_frame_{name}_rows_per_s" for name in ("pipeline", "onnx", "native")}  # fmt: skip
 
 
 def test_benchmark_reports_both_paths_and_their_ratio(
@@ -364,8 +366,17 @@ def test_benchmark_reports_both_paths_and_their_ratio(
     result = benchmark.run(tmp_path / "model.joblib", synthetic[1], params, seed=1)
     assert set(result) == BENCHMARK_KEYS
     assert all(isinstance(v, float) for v in result.values())  # flat: numbers only
-    assert [len(ms) for ms in timed] == [benchmark.LOADS] * 3 + [12, 6, 1] * 2
-    loads, fast_loads, served, *paths = timed
+    frame_calls = [benchmark.BULK_REPEATS] * 3  # bulk, frame in: Pipeline, ONNX, native
+    assert [len(ms) for ms in timed] == [benchmark.LOADS] * 3 + [12, 6, 1] * 2 + frame_calls
+    loads, fast_loads, served, *paths = timed[:-3]
+    for name, ms in zip(("pipeline", "onnx", "native"), timed[-3:], strict=True):
+        rate = result[f"bulk_frame_{name}_rows_per_s"]
+        assert rate == pytest.approx(200 / (np.median(ms) / 1000)), name
+    for name in ("onnx", "native"):
+        ratio = result[f"bulk_frame_{name}_rows_per_s"] / result["bulk_frame_pipeline_rows_per_s"]
+        assert result[f"bulk_frame_{name}_speedup"] == pytest.approx(ratio), name
+    assert result["native_compiled"] == 1.0
+    assert result["native_max_abs_diff"] < 1e-6
     assert result["load_ms_median"] == np.median(loads) > 0
     assert result["fast_load_ms_median"] == np.median(fast_loads) > 0
     assert result["served_load_ms_median"] == np.median(served) > 0
