@@ -16,7 +16,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Annotated
 
 import annotated_types
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -70,7 +70,9 @@ class Flight(BaseModel):
     origin: str = Field(pattern=r"^[A-Z0-9]{3}$", description="FAA code of the departure airport")
     dest: str = Field(pattern=r"^[A-Z0-9]{3}$", description="FAA code of the arrival airport")
     distance: float = Field(gt=0, le=6000, description="great-circle distance in miles")
-    tailnum: str | None = Field(default=None, max_length=8, description="aircraft tail number")
+    tailnum: str | None = Field(
+        default=None, max_length=8, description="aircraft tail number (any case)"
+    )
     temp: Annotated[Weather, Field(ge=-60, le=130, description="°F at the origin")] = None
     dewp: Annotated[Weather, Field(ge=-80, le=100, description="dew point, °F")] = None
     humid: Annotated[Weather, Field(ge=0, le=100, description="relative humidity, %")] = None
@@ -119,6 +121,12 @@ class Flight(BaseModel):
     origin_recent_dep_delay: Annotated[
         Known, Field(ge=-120, le=2000, description="their mean departure delay, minutes")
     ] = None  # fmt: skip
+
+    @field_validator("tailnum")
+    @classmethod
+    def _registered_case(cls, tailnum: str | None) -> str | None:
+        """Tail numbers are registered in upper case: ``n14228`` is the aircraft ``N14228``."""
+        return tailnum.upper() if tailnum else tailnum
 
     @model_validator(mode="after")
     def _valid_calendar(self) -> Flight:

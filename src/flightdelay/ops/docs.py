@@ -185,7 +185,7 @@ def bulk_scorers(b: Callable[[str], float]) -> str:
         "native trees (treelite + tl2cgen)" if b("native_compiled") else "native trees: not built"
     )
     rows = [
-        ("reference Pipeline", per_s(b("bulk_frame_pipeline_rows_per_s")), "1×", ""),
+        ("reference Pipeline", per_s(b("bulk_frame_pipeline_rows_per_s")), ratio(1.0), ""),
         ("ServingModel, ONNX trees", per_s(b("bulk_frame_onnx_rows_per_s")),
          ratio(b("bulk_frame_onnx_speedup")), ""),
         (f"ServingModel, {native}", per_s(b("bulk_frame_native_rows_per_s")),

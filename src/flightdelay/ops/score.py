@@ -158,6 +158,7 @@ def validate(chunk: pd.DataFrame, first_row: int) -> tuple[pd.DataFrame, pd.Data
             )
         )
         valid = schema.validate(chunk.drop(index=rows.unique()), lazy=True)
+    valid["tailnum"] = valid["tailnum"].map(lambda t: t.upper() if isinstance(t, str) else None)
     bad = pd.concat(rejects, ignore_index=True).drop_duplicates()
     return valid, bad.sort_values(["row", "field"], kind="stable").reset_index(drop=True)
 
