@@ -62,11 +62,15 @@ def _check_benchmark(repo: Path) -> None:
     batch = f"batch_{yaml.safe_load((repo / 'params.yaml').read_text())['benchmark']['batch_size']}"
     timings = [f"{k}_ms_p{q}" for k in ("single_row", batch) for q in (50, 95, 99)]
     per_path = [*timings, "bulk_rows_per_s", "load_ms_median"]
+    frame = [f"bulk_frame_{name}_rows_per_s" for name in ("pipeline", "onnx", "native")]
     assert set(bench) == {f"{path}{key}" for path in ("", "fast_") for key in per_path} | {
         "served_load_ms_median", "fast_compiled", "fast_max_abs_diff", "single_row_speedup",
-        f"{batch}_speedup", "bulk_speedup", "model_size_mb", "peak_rss_mb",
+        f"{batch}_speedup", "bulk_speedup", "model_size_mb", "peak_rss_mb", *frame,
+        "bulk_frame_onnx_speedup", "bulk_frame_native_speedup", "native_compiled",
+        "native_max_abs_diff",
     }  # fmt: skip
-    assert all(v > 0 for k, v in bench.items() if k != "fast_max_abs_diff"), bench
+    exact = {"fast_max_abs_diff", "native_max_abs_diff"}
+    assert all(v > 0 for k, v in bench.items() if k not in exact), bench
     for path in ("", "fast_"):
         for kind in ("single_row", batch):
             p50, p95, p99 = (bench[f"{path}{kind}_ms_p{q}"] for q in (50, 95, 99))
@@ -75,10 +79,14 @@ def _check_benchmark(repo: Path) -> None:
         ("single_row_speedup", "single_row_ms_p50", "fast_single_row_ms_p50"),
         (f"{batch}_speedup", f"{batch}_ms_p50", f"fast_{batch}_ms_p50"),
         ("bulk_speedup", "fast_bulk_rows_per_s", "bulk_rows_per_s"),  # a rate: fast over slow
+        ("bulk_frame_onnx_speedup", frame[1], frame[0]),
+        ("bulk_frame_native_speedup", frame[2], frame[0]),
     ]:
         assert _within_rounding(bench[speedup], bench[slow], bench[fast]), (speedup, bench)
     assert bench["fast_compiled"] == 1.0
     assert bench["fast_max_abs_diff"] < 1e-6
+    assert bench["native_compiled"] == 1.0  # gcc is there: the native trees are built
+    assert bench["native_max_abs_diff"] < 1e-6
     size_mb = (repo / "models/model.joblib").stat().st_size / 2**20
     assert abs(bench["model_size_mb"] - size_mb) <= ROUNDING
     assert bench["peak_rss_mb"] > 50  # in MiB: the process imported pandas and scikit-learn

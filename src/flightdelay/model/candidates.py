@@ -66,22 +66,28 @@ class FlightFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
 
     Args:
         planes: table with columns tailnum, year, seats, engines (None: no aircraft features).
-        history: the rates' switch, smoothing and folds (None: no history features).
+        smoothing: pseudo-flights at the overall rate per key (None: no history features).
+        folds: folds of the out-of-fold rates.
         seed: draws the folds.
+
+    Plain numbers, not the params object: the fitted model must pickle to the same bytes in
+    every process (a pydantic model pickles a set, whose order changes with the hash seed).
     """
 
     def __init__(
         self,
         planes: pd.DataFrame | None = None,
-        history: HistoryParams | None = None,
+        smoothing: float | None = None,
+        folds: int = 5,
         seed: int = 0,
     ) -> None:
         self.planes = planes
-        self.history = history
+        self.smoothing = smoothing
+        self.folds = folds
         self.seed = seed
 
     def _uses_history(self, y: object) -> bool:
-        return self.history is not None and self.history.enabled and y is not None
+        return self.smoothing is not None and y is not None
 
     def fit(self, X: pd.DataFrame, y: object = None) -> FlightFeatures:  # noqa: N803
         self._fit(X, y)
@@ -106,8 +112,7 @@ class FlightFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
             labels = np.asarray(y, dtype=bool)
             self.prior_ = float(labels.mean())
             keys = self.table().history_keys(cast("Columns", X))
-            smoothing = self.history.smoothing  # type: ignore[union-attr]
-            self.history_ = delay_rates(keys, labels, smoothing, self.prior_)
+            self.history_ = delay_rates(keys, labels, float(self.smoothing or 0), self.prior_)
         self.unused_: tuple[str, ...] = ()
         out = self.table().transform(cast("Columns", X))
         missing = np.asarray(np.isnan(out).all(axis=0), dtype=bool)
@@ -126,18 +131,18 @@ class FlightFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         out = self._fit(X, y)
         if not self._uses_history(y) or set(HISTORY) <= set(self.unused_):
             return out
-        history: HistoryParams = self.history  # type: ignore[assignment]
+        smoothing = float(self.smoothing or 0)
         labels = np.asarray(y, dtype=bool)
         keys = {
             n: np.asarray(c, dtype=object)
             for n, c in self.table().history_keys(cast("Columns", X)).items()
         }
-        folds = np.random.default_rng(self.seed).permutation(len(labels)) % history.folds
-        for k in range(history.folds):
+        folds = np.random.default_rng(self.seed).permutation(len(labels)) % self.folds
+        for k in range(self.folds):
             held, rest = folds == k, folds != k
             prior = float(labels[rest].mean())
             rest_keys = {n: list(col[rest]) for n, col in keys.items()}
-            rates = delay_rates(rest_keys, labels[rest], history.smoothing, prior)
+            rates = delay_rates(rest_keys, labels[rest], smoothing, prior)
             fold = FeatureTable(self.categories_, {}, self.holidays_, rates, prior, self.unused_)
             for j, name in zip(HISTORY_IDX, HISTORY, strict=True):
                 out[held, j] = fold.rates(name, list(keys[name][held]))
@@ -163,6 +168,14 @@ class FlightFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         return np.asarray(FEATURES, dtype=object)
 
 
+def _features(
+    planes: pd.DataFrame | None, history: HistoryParams | None, seed: int
+) -> FlightFeatures:
+    if history is None or not history.enabled:
+        return FlightFeatures(planes, None, seed=seed)
+    return FlightFeatures(planes, history.smoothing, history.folds, seed)
+
+
 def _hgb(
     params: HGBParams, seed: int, planes: pd.DataFrame | None, history: HistoryParams | None
 ) -> Pipeline:
@@ -176,7 +189,7 @@ def _hgb(
         early_stopping=False,  # the number of trees is a param, not a side effect of the data
         random_state=seed,
     )
-    return Pipeline([("features", FlightFeatures(planes, history, seed)), ("classifier", clf)])
+    return Pipeline([("features", _features(planes, history, seed)), ("classifier", clf)])
 
 
 def _logreg(
@@ -196,7 +209,7 @@ def _logreg(
         ]
     )
     clf = LogisticRegression(C=params.C, max_iter=params.max_iter, random_state=seed)
-    features = FlightFeatures(planes, history, seed)
+    features = _features(planes, history, seed)
     return Pipeline([("features", features), ("prep", prep), ("classifier", clf)])
 
 

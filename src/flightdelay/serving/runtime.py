@@ -255,7 +255,13 @@ class LinearScorer:
 
     def proba(self, X: Matrix) -> Matrix:  # noqa: N803
         numeric = X[:, self.num_cols]
-        raw = self.intercept + np.where(np.isnan(numeric), self.fill, numeric) @ self.weights
+        # column by column in a fixed order, not a matrix product or a row sum: their summation
+        # order depends on the number of rows, so a flight's last bit would depend on the other
+        # flights of its request
+        filled = np.where(np.isnan(numeric), self.fill, numeric)
+        raw = np.full(len(X), self.intercept)
+        for j, weight in enumerate(self.weights.tolist()):
+            raw += filled[:, j] * weight
         for col, cats, weights in zip(
             self.cat_cols, self.categories, self.cat_weights, strict=True
         ):
@@ -360,7 +366,10 @@ class ServingModel:
         if isinstance(self.scorer, TreeScorer) and self.scorer.onnx is not None:
             (directory / TREES).write_bytes(self.scorer.onnx)
         if isinstance(self.scorer, TreeScorer) and self.scorer.native is not None:
-            (directory / NATIVE).write_bytes(self.scorer.native.path.read_bytes())
+            # a new file, renamed into place: a process that has the old one loaded keeps it
+            partial = directory / f".{NATIVE}.tmp"
+            partial.write_bytes(self.scorer.native.path.read_bytes())
+            partial.replace(directory / NATIVE)
         with (directory / ARRAYS).open("wb") as out:
             np.savez(out, allow_pickle=False, **arrays)
         (directory / MANIFEST).write_text(json.dumps(manifest) + "\n", encoding="utf-8")

@@ -105,7 +105,7 @@ def test_saved_with_the_model_and_refused_when_changed(
     shutil.copy(trees(serving).native.path, other)  # type: ignore[union-attr]
     with other.open("ab") as f:
         f.write(b"\0")
-    shutil.copy(other, tmp_path / "saved" / NATIVE)
+    other.replace(tmp_path / "saved" / NATIVE)  # a new file: the loaded one stays mapped
     with caplog.at_level(logging.WARNING):
         fallback = ServingModel.load(tmp_path / "saved")
     assert trees(fallback).native is None

@@ -90,7 +90,9 @@ def test_shuffled_test_labels_change_no_test_feature(
 
     def matrix(parts: dict[str, pd.DataFrame]) -> np.ndarray:
         train = parts["train"]
-        features = FlightFeatures(planes_lookup(tables["planes"]), HistoryParams(), seed=0)
+        features = FlightFeatures(
+            planes_lookup(tables["planes"]), HistoryParams().smoothing, seed=0
+        )
         features.fit(train.drop(columns=[TARGET]), train[TARGET])
         out: np.ndarray = features.transform(parts["test"].drop(columns=[TARGET]))
         return out
@@ -206,14 +208,13 @@ def test_out_of_fold_history_ignores_the_rows_own_label() -> None:
     (transform) of that row, and nothing but the history columns, do change."""
     records = make_records(400, seed=3)
     x, y = records.drop(columns=[TARGET]), records[TARGET].to_numpy()
-    history = HistoryParams(smoothing=20.0, folds=5)
-    fitted = FlightFeatures(PLANES, history, seed=0)
+    fitted = FlightFeatures(PLANES, smoothing=20.0, folds=5, seed=0)
     base = fitted.fit_transform(x, y)
     rest = [i for i in range(base.shape[1]) if i not in HISTORY_IDX]
     for i in np.random.default_rng(5).choice(len(x), size=6, replace=False):
         flipped = y.copy()
         flipped[i] = not flipped[i]
-        refit = FlightFeatures(PLANES, history, seed=0)
+        refit = FlightFeatures(PLANES, smoothing=20.0, folds=5, seed=0)
         again = refit.fit_transform(x, flipped)
         np.testing.assert_array_equal(again[i, HISTORY_IDX], base[i, HISTORY_IDX])
         assert (again[:, HISTORY_IDX] != base[:, HISTORY_IDX]).any()
