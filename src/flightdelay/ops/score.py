@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -60,10 +61,11 @@ class ScoreError(StageError):
     """The run cannot start or go on (unreadable file, missing column); the message says why."""
 
 
+@cache
 def request_schema() -> pa.DataFrameSchema:
     """The contract's flight-record schema without the target, with the API's own rules on
     top: code patterns, the tail number's length, HHMM minutes below 60 (dates: ``bad_dates``).
-    Other input columns are kept."""
+    Other input columns are kept. Built once, on the first chunk."""
     import pandera.pandas as pa  # noqa: PLC0415 - pandera loads only for a run
 
     columns = {n: c for n, c in record_schema().columns.items() if n != TARGET}
