@@ -33,6 +33,7 @@ HISTORY: dict[str, tuple[str, ...]] = {
     "dep_hour_rate": ("dep_hour",),
     "weekday_rate": ("day_of_week",),
 }
+_INT_KEYS = {"dep_hour_rate": 24, "weekday_rate": 7}  # how many values each integer key takes
 PASSED = KNOWN + WEATHER  # record fields that are features as they are (None: missing)
 NUMERIC = SCHEDULE + PASSED + PLANE + tuple(HISTORY)
 FEATURES = NUMERIC + CATEGORICAL
@@ -101,10 +102,26 @@ class FeatureTable:
     unused: tuple[str, ...] = ()
     _holiday_list: list[int] = field(init=False, repr=False)
     _unused_idx: list[int] = field(init=False, repr=False)
+    _luts: dict[str, Matrix] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._holiday_list = self.holidays.tolist()
         self._unused_idx = [FEATURES.index(name) for name in self.unused]
+        self._luts = {name: self._lut(name) for name in HISTORY if self.history.get(name)}
+
+    def _lut(self, name: str) -> Matrix:
+        """The rates of ``name`` as an array indexed by its fields: the category codes of both
+        (the last row and column: unknown, so ``prior``) or the hour (0-23) or weekday (0-6)."""
+        table, prior = self.history[name], self.prior
+        if name in _INT_KEYS:
+            return np.array([table.get(str(i), prior) for i in range(_INT_KEYS[name])])
+        first, second = HISTORY[name]
+        a, b = self.categories[first], self.categories[second]
+        lut = np.full((len(a) + 1, len(b) + 1), prior)
+        for va, ca in a.items():
+            for vb, cb in b.items():
+                lut[ca, cb] = table.get(f"{va}-{vb}", prior)
+        return lut
 
     def _finish(self, out: Matrix) -> Matrix:
         if self._unused_idx:
@@ -112,22 +129,16 @@ class FeatureTable:
         return out
 
     def _pair_rates(self, name: str, codes: Mapping[str, Matrix]) -> Matrix:
-        """``rates`` of a feature keyed on two categorical fields, from their codes: a table
-        over every pair of known values (an unknown value makes an unseen key: ``prior``)."""
-        table = self.history.get(name)
+        """``rates`` of a feature keyed on two categorical fields, from their codes (an unknown
+        value makes an unseen key: ``prior``)."""
         first, second = HISTORY[name]
-        if not table:
+        if name not in self._luts:
             return np.full(len(codes[first]), np.nan)
-        a, b = self.categories[first], self.categories[second]
-        lut = np.full((len(a) + 1, len(b) + 1), self.prior)  # the last row/column: unknown
-        for va, ca in a.items():
-            for vb, cb in b.items():
-                lut[ca, cb] = table.get(f"{va}-{vb}", self.prior)
         ia, ib = (
-            np.nan_to_num(codes[f], nan=len(t)).astype(np.intp)
-            for f, t in ((first, a), (second, b))
+            np.nan_to_num(codes[f], nan=len(self.categories[f])).astype(np.intp)
+            for f in (first, second)
         )
-        rates: Matrix = lut[ia, ib]
+        rates: Matrix = self._luts[name][ia, ib]
         return rates
 
     def rates(self, name: str, keys: Sequence[str]) -> Matrix:
@@ -138,13 +149,12 @@ class FeatureTable:
         prior = self.prior
         return np.array([table.get(k, prior) for k in keys], dtype=np.float64).reshape(-1)
 
-    def _rates_by_int(self, name: str, values: Matrix, size: int) -> Matrix:
-        """``_rates`` of small non-negative integer keys (hour, weekday), by a look-up array."""
-        table = self.history.get(name)
-        if not table:
+    def _rates_by_int(self, name: str, values: Matrix) -> Matrix:
+        """``rates`` of small non-negative integer keys (hour, weekday), by a look-up array."""
+        if name not in self._luts:
             return np.full(len(values), np.nan)
-        lut = np.array([table.get(str(i), self.prior) for i in range(size)], dtype=np.float64)
-        return lut[values.astype(np.intp)]
+        rates: Matrix = self._luts[name][values.astype(np.intp)]
+        return rates
 
     def history_keys(self, columns: Columns) -> dict[str, list[str]]:
         """The key of every row for each ``HISTORY`` feature (what ``FlightFeatures`` counts)."""
@@ -193,8 +203,8 @@ class FeatureTable:
         start += len(PLANE)
         out[:, start] = self._pair_rates("route_rate", codes)
         out[:, start + 1] = self._pair_rates("carrier_origin_rate", codes)
-        out[:, start + 2] = self._rates_by_int("dep_hour_rate", (dep // 60) % 24, 24)
-        out[:, start + 3] = self._rates_by_int("weekday_rate", derived["day_of_week"], 7)
+        out[:, start + 2] = self._rates_by_int("dep_hour_rate", (dep // 60) % 24)
+        out[:, start + 3] = self._rates_by_int("weekday_rate", derived["day_of_week"])
         return self._finish(out)
 
     def _rate(self, name: str, key: str) -> float:

@@ -7,7 +7,7 @@ benchmark and the API all derive features through the same code.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 import numpy as np
@@ -39,7 +39,10 @@ HISTORY_IDX = [FEATURES.index(c) for c in HISTORY]
 
 
 def delay_rates(
-    keys: dict[str, list[str]], y: NDArray[np.bool_], smoothing: float, prior: float
+    keys: Mapping[str, Sequence[str] | NDArray[np.object_]],
+    y: NDArray[np.bool_],
+    smoothing: float,
+    prior: float,
 ) -> dict[str, dict[str, float]]:
     """Per feature, key -> (delayed + smoothing * prior) / (flights + smoothing)."""
     rates = {}
@@ -93,8 +96,9 @@ class FlightFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         self._fit(X, y)
         return self
 
-    def _fit(self, X: pd.DataFrame, y: object) -> Matrix:  # noqa: N803
-        """Learn the lookups; the features of ``X`` with them (history rates in-sample)."""
+    def _fit(self, X: pd.DataFrame, y: object) -> tuple[Matrix, dict[str, NDArray[np.object_]]]:  # noqa: N803
+        """Learn the lookups; the features of ``X`` with them (history rates in-sample), and
+        the history key of each row (none without history)."""
         self.categories_ = {
             col: {value: code for code, value in enumerate(sorted(pd.unique(X[col].dropna())))}
             for col in CATEGORICAL
@@ -108,10 +112,12 @@ class FlightFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         self.holidays_ = np.asarray(holidays.values.astype("datetime64[D]").astype(np.int64))
         self.history_: dict[str, dict[str, float]] = {}
         self.prior_ = float("nan")
+        keys: dict[str, NDArray[np.object_]] = {}
         if self._uses_history(y):
             labels = np.asarray(y, dtype=bool)
             self.prior_ = float(labels.mean())
-            keys = self.table().history_keys(cast("Columns", X))
+            found = self.table().history_keys(cast("Columns", X))
+            keys = {name: np.asarray(column, dtype=object) for name, column in found.items()}
             self.history_ = delay_rates(keys, labels, float(self.smoothing or 0), self.prior_)
         self.unused_: tuple[str, ...] = ()
         out = self.table().transform(cast("Columns", X))
@@ -119,7 +125,7 @@ class FlightFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         self.unused_ = tuple(FEATURES[i] for i in np.flatnonzero(missing))
         out[:, missing] = 0.0  # what ``FeatureTable`` does with ``unused`` from now on
         self.n_features_in_ = len(X.columns)
-        return out
+        return out, keys
 
     def fit_transform(
         self,
@@ -128,20 +134,16 @@ class FlightFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         **fit_params: object,
     ) -> Matrix:
         """``fit``, then the features of ``X`` with out-of-fold history rates (see the class)."""
-        out = self._fit(X, y)
-        if not self._uses_history(y) or set(HISTORY) <= set(self.unused_):
+        out, keys = self._fit(X, y)
+        if not keys or set(HISTORY) <= set(self.unused_):
             return out
         smoothing = float(self.smoothing or 0)
         labels = np.asarray(y, dtype=bool)
-        keys = {
-            n: np.asarray(c, dtype=object)
-            for n, c in self.table().history_keys(cast("Columns", X)).items()
-        }
         folds = np.random.default_rng(self.seed).permutation(len(labels)) % self.folds
         for k in range(self.folds):
             held, rest = folds == k, folds != k
             prior = float(labels[rest].mean())
-            rest_keys = {n: list(col[rest]) for n, col in keys.items()}
+            rest_keys = {n: col[rest] for n, col in keys.items()}
             rates = delay_rates(rest_keys, labels[rest], smoothing, prior)
             fold = FeatureTable(self.categories_, {}, self.holidays_, rates, prior, self.unused_)
             for j, name in zip(HISTORY_IDX, HISTORY, strict=True):
