@@ -3,8 +3,6 @@ that check what a client sees through the deployment's reverse proxy."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import subprocess
 import time
@@ -13,6 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from benchmarks.loopback import free_port
+from flightdelay.ops.deploy.config import DeployError
+from flightdelay.ops.deploy.router import command, render
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "deploy" / "nginx.conf"
@@ -23,16 +23,9 @@ class ProxyError(RuntimeError):
 
 
 def config(prefix: Path, port: int, upstream: str, max_body: int) -> str:
-    """deploy/nginx.conf with its tokens filled in."""
-    filled = TEMPLATE.read_text("utf-8")
-    for token, value in {
-        "@PREFIX@": str(prefix),
-        "@PORT@": str(port),
-        "@UPSTREAM@": upstream.removeprefix("http://"),
-        "@MAX_BODY@": str(max_body),
-    }.items():
-        filled = filled.replace(token, value)
-    return filled
+    """deploy/nginx.conf with its tokens filled in, one upstream server."""
+    upstream_port = int(upstream.rsplit(":", 1)[1])
+    return render(TEMPLATE, prefix, port, {upstream_port: 1}, max_body)
 
 
 def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
@@ -54,17 +47,15 @@ def proxying(upstream: str, prefix: Path, max_body: int) -> Iterator[str]:
     Raises:
         ProxyError: nginx is not installed, or did not start (its error log's tail).
     """
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    if not Path(nginx).exists():
-        raise ProxyError("nginx is not installed: apt-get install -y nginx-light")
+    try:
+        cmd = command(prefix, foreground=True)
+    except DeployError as exc:
+        raise ProxyError(str(exc)) from exc
     prefix.mkdir(parents=True, exist_ok=True)
     port = free_port()
     conf = prefix / "nginx.conf"
     conf.write_text(config(prefix, port, upstream, max_body), "utf-8")
     log = prefix / "error.log"
-    # as root nginx would hand its workers to `nobody`, who cannot enter a private prefix folder
-    directives = "daemon off;" + (" user root;" if os.geteuid() == 0 else "")
-    cmd = [nginx, "-p", str(prefix), "-c", str(conf), "-e", str(log), "-g", directives]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)  # noqa: S603 - fixed argv
     try:
         _wait_listening(port, proc, log)
