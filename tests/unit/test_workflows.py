@@ -47,7 +47,7 @@ GITHUB_ONLY = {
     "set -euo pipefail\ngh label create ci-failure": "opens or updates the ci-failure issue",
 }
 #: the workflows a failure of which opens the ci-failure issue (ci: its main and tag runs)
-NOTIFYING = ("ci.yml", "release.yml", "retrain.yml")
+NOTIFYING = ("ci.yml", "deploy.yml", "release.yml", "retrain.yml")
 PINNED = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+(/[A-Za-z0-9_./-]+)?@[0-9a-f]{40}")
 
 
@@ -86,8 +86,8 @@ def _index(runs: list[str], prefix: str) -> int:
 
 def test_the_workflows_exist() -> None:
     assert [p.name for p in FILES] == [
-        "ci-failure.yml", "ci.yml", "pr-report-post.yml", "pr-report.yml", "release.yml",
-        "retrain.yml",
+        "ci-failure.yml", "ci.yml", "deploy.yml", "pr-report-post.yml", "pr-report.yml",
+        "release.yml", "retrain.yml",
     ]  # fmt: skip
 
 
@@ -146,8 +146,10 @@ def test_ci_caches_dvcs_cache_before_the_pipeline() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["ci-failure.yml", "pr-report-post.yml", "pr-report.yml", "release.yml", "retrain.yml"]
-)
+    "name",
+    ["ci-failure.yml", "deploy.yml", "pr-report-post.yml", "pr-report.yml", "release.yml",
+     "retrain.yml"],
+)  # fmt: skip
 def test_other_workflows_run_make_targets_or_github_only_steps(name: str) -> None:
     targets = set(re.findall(r"^([a-zA-Z_-]+):", MAKEFILE.read_text(), re.M))
     local = set(_make("check"))
@@ -248,6 +250,42 @@ def test_release_pulls_the_model_builds_smoke_tests_refuses_dirty_then_pushes() 
     # lock-current has shown that only the benchmark's timings changed before they are put back
     assert "if" not in steps["make lock-current"]
     assert runs[order[4]].endswith("-- dvc.lock metrics/benchmark.json")
+
+
+def test_release_hands_the_bento_to_deploy_after_the_smoke_test() -> None:
+    release = _load("release.yml")
+    runs = _runs(release)
+    assert runs.index("make container-smoke") < runs.index("make bento-export")
+    upload = _uses(release, "actions/upload-artifact")["with"]
+    exported = _make("bento-export", "BENTO=flight-delay:1.0.0-abcdef0")[-1]
+    assert exported.endswith(f"bentoml export flight-delay:1.0.0-abcdef0 {upload['path']}")
+    deploy = _load("deploy.yml")
+    download = _uses(deploy, "actions/download-artifact")["with"]
+    assert download["name"] == upload["name"]
+    assert download["run-id"] == "${{ github.event.workflow_run.id }}"
+    assert _make("bento-import")[-1].endswith(f"bentoml import {upload['path']}")
+
+
+def test_deploy_sends_main_to_staging_and_v_tags_to_production_after_release() -> None:
+    deploy = _load("deploy.yml")
+    assert deploy["on"] == {"workflow_run": {"workflows": ["release"], "types": ["completed"]}}
+    job = deploy["jobs"]["deploy"]
+    assert "github.event.workflow_run.conclusion == 'success'" in job["if"]
+    assert "startsWith(github.event.workflow_run.head_branch, 'v')" in job["if"]
+    chosen = "${{ github.event.workflow_run.head_branch == 'main' && 'staging' || 'production' }}"
+    assert job["environment"] == job["env"]["DEPLOY_ENV"] == chosen  # reviewers: the environment
+    assert deploy["concurrency"]["group"] == f"deploy-{chosen}"
+    assert deploy["concurrency"]["cancel-in-progress"] is False  # a switch is never cut short
+    assert "flight-delay-deploy" in job["runs-on"]
+    runs = _runs(deploy)
+    assert runs.index("make bento-import") < runs.index('make deploy DEPLOY_ENV="${DEPLOY_ENV}"')
+    for env in ("staging", "production"):  # the same command as on a workstation
+        assert _make("deploy", f"DEPLOY_ENV={env}", "BENTO=b:1")[-1].endswith(
+            f"flightdelay deploy --env {env} b:1"
+        )
+        assert _make(f"deploy-{env}", "BENTO=b:1")[-1].endswith(
+            f"flightdelay deploy --env {env} b:1"
+        )
 
 
 def test_release_labels_the_image_with_its_source() -> None:

@@ -1,7 +1,7 @@
 """The ``flightdelay`` command: one entry point for the project's user-facing tools.
 
-Each subcommand lives in its own module with a ``main(argv) -> int``; it is imported only when
-called, so ``flightdelay --help`` stays fast.
+Each subcommand lives in its own module with a ``main(argv) -> int`` (or the function named after
+a colon); it is imported only when called, so ``flightdelay --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -27,6 +27,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "score": ("flightdelay.ops.score", "score a file of flights in chunks: predictions, rejects"),
     "bento": ("flightdelay.ops.release", "[bento|container|tags] build the Bento, its image; tags"),
+    "deploy": (
+        "flightdelay.ops.deploy.cli",
+        "blue-green deploy of a Bento to an environment; status",
+    ),
+    "rollback": (
+        "flightdelay.ops.deploy.cli:rollback_main",
+        "deploy again the Bento that passed before",
+    ),
     "docs": ("flightdelay.ops.docs", "rewrite the docs' tables from metrics/*.json (--check)"),
     "notify": ("flightdelay.ops.notify", "post --text to the webhook URL in --webhook-env's var"),
 }
@@ -46,8 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     if args[0] not in COMMANDS:
         sys.stderr.write(f"flightdelay: unknown command {args[0]!r}\n\n{_usage()}")
         return 2
-    module = importlib.import_module(COMMANDS[args[0]][0])
-    code: int = module.main(args[1:])
+    module, _, function = COMMANDS[args[0]][0].partition(":")
+    code: int = getattr(importlib.import_module(module), function or "main")(args[1:])
     return code
 
 

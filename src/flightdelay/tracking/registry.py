@@ -60,3 +60,19 @@ def register_champion(
         version = mlflow.register_model(model_uri, REGISTERED_MODEL, tags=tags).version
         client.set_registered_model_alias(REGISTERED_MODEL, CHAMPION, str(version))
     return str(version), (str(previous) if previous is not None else None)
+
+
+def move_alias(found: Settings, alias: str, model_md5: str) -> str | None:
+    """Give ``alias`` to the newest registered version of ``flight-delay`` whose train run logged
+    the model file of md5 ``model_md5``; returns that version, or None when there is none."""
+    from mlflow import MlflowClient  # noqa: PLC0415
+
+    with session(found):
+        client = MlflowClient(found.uri)
+        versions = client.search_model_versions(f"name = '{REGISTERED_MODEL}'")
+        for version in sorted(versions, key=lambda v: int(v.version), reverse=True):
+            run = client.get_run(version.run_id) if version.run_id else None
+            if run is not None and run.data.tags.get(TAG_MODEL_MD5) == model_md5:
+                client.set_registered_model_alias(REGISTERED_MODEL, alias, str(version.version))
+                return str(version.version)
+    return None
