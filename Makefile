@@ -4,7 +4,7 @@ UV ?= uv
 RUN := $(UV) run --locked
 
 .DEFAULT_GOAL := help
-.PHONY: help setup repro test check lint format typecheck imports dag fuzz soak audit push pull sweep mlflow-ui promote score clean bento container container-smoke bench-http docs lock-current notify
+.PHONY: help setup repro test check lint format typecheck imports dag fuzz soak audit push pull sweep mlflow-ui promote score clean bento container container-smoke deploy deploy-staging deploy-production rollback deploy-status bento-export bento-import bench-http docs lock-current notify
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -95,6 +95,34 @@ notify: setup ## post $NOTIFY_TEXT to the Slack-compatible webhook in $NOTIFY_WE
 
 container-smoke: ## run the image, wait for /readyz, check /predict and /metadata, stop it
 	scripts/container-smoke.sh
+
+# Blue-green deploys (deploy/environments.yaml; state, proxies and logs under .deploy/ or
+# $FLIGHTDELAY_DEPLOY_DIR). BENTO defaults to the current commit's Bento (`make bento` builds it).
+BENTO ?= $(shell $(RUN) python -m flightdelay.ops.release tags 2>/dev/null | python3 -c 'import json, sys; print(json.load(sys.stdin)["bento"])')
+DEPLOY_ENV ?= staging
+deploy: setup ## deploy BENTO (default: this commit's) to DEPLOY_ENV: ready, smoke, 10/50/100 %, watch
+	$(RUN) flightdelay deploy --env $(DEPLOY_ENV) $(BENTO)
+
+deploy-staging: DEPLOY_ENV = staging
+deploy-staging: deploy ## deploy BENTO to staging
+
+deploy-production: DEPLOY_ENV = production
+deploy-production: deploy ## deploy BENTO to production; it must have passed staging
+
+rollback: setup ## deploy again the Bento that passed DEPLOY_ENV before the live one
+	$(RUN) flightdelay rollback --env $(DEPLOY_ENV)
+
+deploy-status: setup ## what each environment serves, and its last deploy
+	$(RUN) flightdelay deploy status
+
+# The Bento as one file (models included), from the release job to the deploy host
+BENTO_FILE ?= dist/flight-delay.bento
+bento-export: setup ## write BENTO (default: this commit's) to BENTO_FILE
+	mkdir -p $(dir $(BENTO_FILE))
+	$(RUN) bentoml export $(BENTO) $(BENTO_FILE)
+
+bento-import: setup ## put the Bento of BENTO_FILE into the BentoML store (BENTOML_HOME)
+	$(RUN) bentoml import $(BENTO_FILE)
 
 # The sweep grid, declared here only: every combination becomes one queued experiment.
 # One knob per candidate; override on the command line: make sweep SWEEP_LOGREG_C="0.1 10"
