@@ -29,7 +29,9 @@ def release_repo(dest: Path, trained: Path) -> Path:
 
 
 def release_env(home: Path) -> dict[str, str]:
-    return {**CHILD_ENV, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True"}
+    """A BentoML home of its own, and the signing key pair beside it (release makes it)."""
+    return {**CHILD_ENV, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True",
+            "FLIGHTDELAY_SIGNING_DIR": str(home / "signing")}  # fmt: skip
 
 
 def release(repo: Path, home: Path, action: str) -> subprocess.CompletedProcess[str]:

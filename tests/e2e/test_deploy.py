@@ -4,7 +4,9 @@ Bentos are built by ``flightdelay.ops.release`` from the sampled pipeline run, o
 a release repository (so each has its own model version). Two are broken on purpose after the
 build, as a bad release would be: one whose compiled model answers other probabilities than its
 Pipeline, one whose compiled model is missing (its server never becomes ready). A load of at
-least 100 requests/s runs through the proxy during each deploy; every answer is kept.
+least 100 requests/s runs through the proxy during each deploy; every answer is kept. The two
+are signed again after the change (a release that went wrong, not an attack); a third is changed
+after signing and must be refused before it runs.
 """
 
 from __future__ import annotations
@@ -26,9 +28,12 @@ import yaml
 from bento_helpers import release, release_env, release_repo, tags
 from deploy_helpers import Load, colour_port, command, environments, port_of, run
 
+from benchmarks import loopback
+from benchmarks.loopback import ServeError
 from conftest import run as run_cmd
 from flightdelay.contract.schema import Flight
 from flightdelay.ops.deploy.state import State
+from flightdelay.serving.signature import PUBLIC_KEY_ENV, sign
 
 pytestmark = pytest.mark.e2e
 log = logging.getLogger(__name__)
@@ -44,6 +49,7 @@ class Setup:
     good: list[str]  # Bento tags, each its own model version
     wrong: str  # its compiled model gives other probabilities than its Pipeline
     broken: str  # its compiled model is gone: the server never becomes ready
+    tampered: str  # its Pipeline changed after signing
 
     def url(self, env: str = "staging") -> str:
         return f"http://127.0.0.1:{port_of(self.envs, env)}"
@@ -74,16 +80,20 @@ def _build(repo: Path, home: Path) -> str:
 def setup(small_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     repo = release_repo(tmp_path_factory.mktemp("release"), small_repo)
     home = tmp_path_factory.mktemp("bentoml")
-    built = [_build(repo, home) for _ in range(5)]
+    built = [_build(repo, home) for _ in range(6)]
     folder = tmp_path_factory.mktemp("deploy")
-    found = Setup(home, environments(folder / "config", ready_timeout_s=25), folder / "state",
-                  built[:3], built[3], built[4])  # fmt: skip
+    found = Setup(home, environments(folder / "config", ready_timeout_s=20), folder / "state",
+                  built[:3], *built[3:])  # fmt: skip
     serving = found.model_dir(found.wrong) / "serving.json"
     manifest = json.loads(serving.read_text())
     key = "constant" if "constant" in manifest["scorer_state"] else "intercept"
     manifest["scorer_state"][key] += 0.5
     serving.write_text(json.dumps(manifest))
     (found.model_dir(found.broken) / "serving.json").unlink()
+    for tag in (found.wrong, found.broken):
+        sign(found.model_dir(tag), home / "signing" / "private.pem")
+    with (found.model_dir(found.tampered) / "model.joblib").open("ab") as pipeline:
+        pipeline.write(b"\0")
     yield found
     for env in ("staging", "production"):
         run(["deploy", "stop", "--env", env], found.envs, found.state, home)
@@ -298,3 +308,22 @@ def test_production_takes_only_what_passed_staging(setup: Setup) -> None:
     assert report["production"]["live"]["bento"] == passed[-1]
     assert report["production"]["live"]["up"] is True
     assert report["staging"]["last"]["outcome"] == "passed"
+
+
+def test_a_tampered_model_is_refused_at_deploy_and_at_service_start(
+    setup: Setup, tmp_path: Path
+) -> None:
+    before = _serving_pids(setup)
+    done = _deploy(setup, setup.tampered)
+    assert done.returncode == 1
+    assert f"{setup.tampered}: " in done.stderr
+    assert "the model does not match its signature" in done.stderr
+    assert _serving_pids(setup) == before  # nothing started
+    public = setup.home / "signing" / "public.pem"
+    env = {**release_env(setup.home), PUBLIC_KEY_ENV: str(public), "FLIGHTDELAY_WORKERS": "1",
+           "FLIGHTDELAY_MODEL_TAG": setup.model_tag(setup.tampered)}  # fmt: skip
+    with (  # the service, started by hand, refuses it too
+        pytest.raises(ServeError, match="does not match its signature"),
+        loopback.serving(setup.tampered, env, tmp_path / "serve.log", setup.home, timeout_s=20),
+    ):
+        pass

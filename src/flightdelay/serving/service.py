@@ -37,6 +37,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Annotated, Any
 
 import bentoml
@@ -250,6 +251,24 @@ metadata_app = Starlette(
 )
 
 
+def check_signature(model_dir: Path) -> None:
+    """Refuse to serve a model that does not match its signature, when the environment names a
+    key (``FLIGHTDELAY_SIGNING_PUBLIC_KEY``) or a keyless identity to trust; without one, say
+    in one line that the signature is not checked."""
+    from flightdelay.serving.signature import SignatureError, trusted, verify  # noqa: PLC0415
+
+    key, identity = trusted()
+    if key is None and identity is None:
+        log.warning("%s: the model's signature is not checked (set FLIGHTDELAY_SIGNING_PUBLIC_KEY)",
+                    model_dir.name)  # fmt: skip
+        return
+    try:
+        verify(model_dir, key, identity)
+    except SignatureError as exc:
+        raise BentoMLException(str(exc)) from exc
+    log.info("%s: the model matches its signature", model_dir.name)
+
+
 @bentoml.asgi_app(metadata_app, path="/")
 @bentoml.service(
     name=BENTO_NAME,
@@ -268,6 +287,7 @@ class FlightDelay:
         from flightdelay.serving.runtime import ServingModel  # noqa: PLC0415 - see the module docstring
 
         stored = self.model_ref
+        check_signature(Path(stored.path))
         if not ServingModel.saved_in(stored.path):
             raise BentoMLException(
                 f"{stored.tag} holds no ServingModel: import the model with `make bento`"

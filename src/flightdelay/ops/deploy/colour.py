@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,10 +65,13 @@ def bento_info(tag: str) -> BentoInfo:
     )
 
 
-def start(bento: BentoInfo, port: int, workers: int, log_path: Path) -> int:
-    """Start serving ``bento`` on 127.0.0.1:``port``; returns the server's pid."""
+def start(
+    bento: BentoInfo, port: int, workers: int, log_path: Path, extra_env: Mapping[str, str]
+) -> int:
+    """Start serving ``bento`` on 127.0.0.1:``port``, this process's environment plus
+    ``extra_env``; returns the server's pid."""
     bentoml = str(Path(sys.executable).parent / "bentoml")
-    env = {**os.environ, "FLIGHTDELAY_MODEL_TAG": bento.model_tag,
+    env = {**os.environ, **extra_env, "FLIGHTDELAY_MODEL_TAG": bento.model_tag,
            "FLIGHTDELAY_WORKERS": str(workers)}  # fmt: skip
     cmd = [bentoml, "serve", bento.tag, "--host", "127.0.0.1", "--port", str(port)]
     log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -40,6 +40,8 @@ from flightdelay.ops.deploy.state import (
     save_state,
 )
 from flightdelay.ops.deploy.watch import Probes, watch
+from flightdelay.ops.signing import trust
+from flightdelay.serving.signature import PUBLIC_KEY_ENV, SignatureError, verify
 from flightdelay.tracking import registry, runs
 
 log = logging.getLogger(__name__)
@@ -164,6 +166,27 @@ def shift(
     return "", switch_s
 
 
+def verified(bento: BentoInfo) -> dict[str, str]:
+    """Check the Bento's model against its signature; returns the environment that makes its
+    server check the same at start.
+
+    Raises:
+        DeployError: no key to check with, or the model does not match its signature.
+    """
+    key, identity, env = trust()
+    if key is None and identity is None:
+        raise DeployError(
+            f"no key to verify {bento.tag}'s signature with: set {PUBLIC_KEY_ENV} "
+            f"(the public key of the pair that signed it at release)"
+        )
+    try:
+        verify(bento.model_path, key, identity)
+    except SignatureError as exc:
+        raise DeployError(f"{bento.tag}: {exc}") from exc
+    log.info("%s: the model matches its signature", bento.tag)
+    return env
+
+
 def deploy(target: Target, tag: str, action: Literal["deploy", "rollback"] = "deploy") -> Record:
     """Deploy the Bento ``tag`` to ``target``'s idle colour; the record says how it ended.
 
@@ -176,6 +199,7 @@ def deploy(target: Target, tag: str, action: Literal["deploy", "rollback"] = "de
     if action == "deploy":
         check_gate(target, tag)
     bento = bento_info(tag)
+    extra_env = verified(bento)
     colour: Colour = other(state.live.colour) if state.live is not None else "blue"
     port, started = env.colours[colour], now()
 
@@ -191,7 +215,7 @@ def deploy(target: Target, tag: str, action: Literal["deploy", "rollback"] = "de
     with interruptible():
         try:
             announce(f"starting on port {port}")
-            pid = start(bento, port, env.workers, target.log_path(colour))
+            pid = start(bento, port, env.workers, target.log_path(colour), extra_env)
             new = Serving(
                 colour=colour, bento=bento.tag, model_version=bento.model_version, pid=pid
             )
