@@ -3,12 +3,15 @@
 Usage (from the repository root; `make audit` runs it)::
 
     uv run --locked python scripts/audit.py [--service pypi|osv] [--strict] [--out audit.json]
+        [--sbom BENTO/sbom.cdx.json]
 
-The lock is exported with ``uv export --frozen --no-hashes`` (every package, every group, without
-the project itself) and audited with ``pip-audit --no-deps --disable-pip``: the exact locked
-versions, nothing resolved or installed. Exit status: 0 clean, 1 vulnerabilities found, 3 the
-vulnerability service could not be reached and nothing was audited (0 with a warning unless
-``--strict``: an offline machine cannot audit, and says so rather than passing silently).
+With ``--sbom`` the packages audited are the components of that CycloneDX SBOM (the Bento's,
+``make sbom``) instead of the lock. The lock is exported with ``uv export --frozen --no-hashes``
+(every package, every group, without the project itself) and audited with
+``pip-audit --no-deps --disable-pip``: the exact pinned versions, nothing resolved or installed.
+Exit status: 0 clean, 1 vulnerabilities found, 3 the vulnerability service could not be reached
+and nothing was audited (0 with a warning unless ``--strict``: an offline machine cannot audit,
+and says so rather than passing silently).
 pip-audit reports a dependency it could not look up as skipped and still says "No known
 vulnerabilities found"; this script counts those and never calls a run with skips clean.
 """
@@ -106,6 +109,17 @@ def locked_requirements(dest: Path) -> Path:
     return dest
 
 
+def sbom_requirements(sbom: Path, dest: Path) -> Path:
+    """The PyPI components of a CycloneDX JSON SBOM, pinned (``name==version``)."""
+    components = json.loads(sbom.read_text("utf-8")).get("components", [])
+    pypi = [c for c in components if str(c.get("purl", "")).startswith("pkg:pypi/")]
+    pinned = sorted({f"{c['name']}=={c['version']}" for c in pypi if c.get("version")})
+    if not pinned:
+        raise ValueError(f"{sbom}: no PyPI components with versions")
+    dest.write_text("\n".join(pinned) + "\n", encoding="utf-8")
+    return dest
+
+
 def pip_audit(requirements: Path, service: str, report: Path) -> dict[str, Any]:
     cmd = [str(BIN / "pip-audit"), "-r", str(requirements), "--no-deps", "--disable-pip"]
     cmd += ["--vulnerability-service", service, "--progress-spinner", "off"]
@@ -118,16 +132,17 @@ def pip_audit(requirements: Path, service: str, report: Path) -> dict[str, Any]:
     return loaded
 
 
-def audit(service: str, work: Path) -> Summary:
-    requirements = locked_requirements(work / "requirements.txt")
+def audit(service: str, work: Path, sbom: Path | None = None) -> Summary:
+    target = work / "requirements.txt"
+    requirements = sbom_requirements(sbom, target) if sbom else locked_requirements(target)
     count = sum(1 for line in requirements.read_text().splitlines() if "==" in line)
+    log.info("audit: %d packages of %s against %s", count, sbom or "uv.lock", service)
     problem = service_reachable(service)
     if problem is not None:
         log.warning(
             "audit: SKIPPED, the %s vulnerability service is unreachable (%s)", service, problem
         )
         return Summary("unreachable", 0, {"*": problem})
-    log.info("audit: %d locked packages against %s", count, service)
     return summarise(pip_audit(requirements, service, work / "report.json"))
 
 
@@ -149,11 +164,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--service", choices=sorted(PROBES), default="pypi")
     parser.add_argument("--strict", action="store_true", help="fail when not everything is audited")
     parser.add_argument("--out", type=Path, help="write the summary as JSON here")
+    parser.add_argument("--sbom", type=Path, help="audit this CycloneDX SBOM's packages instead")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="audit-") as work:
-        summary = audit(args.service, Path(work))
+        summary = audit(args.service, Path(work), args.sbom)
     report_summary(summary)
     if args.out:
         args.out.write_text(json.dumps(asdict(summary), indent=2, sort_keys=True) + "\n")

@@ -20,7 +20,8 @@ import os
 import re
 import shutil
 import subprocess
-import sys
+import tarfile
+import tempfile
 import time
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
@@ -40,13 +41,19 @@ from flightdelay.core.io import run_main
 from flightdelay.core.params import load_params, params_hash
 from flightdelay.model.store import load_model
 from flightdelay.ops.model_card import write_model_card
+from flightdelay.ops.sbom import write_sbom
+from flightdelay.ops.signing import release_key
+from flightdelay.serving.signature import SIGNATURE, sign
 
 log = logging.getLogger(__name__)
 
 #: the distributions the service imports (``flightdelay.serving`` and ``flightdelay.contract``):
 #: the compiled model needs numpy and onnxruntime, the API BentoML and pydantic; plus the compiled
 #: HTTP parser and event loop that uvicorn picks up when they are installed
-SERVICE_ROOTS = ("bentoml", "httptools", "numpy", "onnxruntime", "pydantic", "uvloop")
+SERVICE_ROOTS = (
+    "bentoml", "httptools", "model-signing", "numpy", "onnxruntime", "pydantic", "pyopenssl",
+    "uvloop",
+)  # fmt: skip
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9a-z][0-9a-z.]*)?$")
 
 
@@ -223,11 +230,13 @@ def import_model(model_path: Path, params_path: Path, metrics_path: Path, releas
     digest = hashlib.sha256(model_path.read_bytes()).hexdigest()
     tag = release.model_tag(digest)
     try:
-        bentoml.models.get(tag)
+        stored = bentoml.models.get(tag)
     except NotFound:
         pass
     else:
         log.info("model %s already in the store", tag)
+        if not (Path(stored.path) / SIGNATURE).is_file():
+            sign(Path(stored.path), release_key())
         return tag
     params = load_params(params_path)
     try:
@@ -246,7 +255,9 @@ def import_model(model_path: Path, params_path: Path, metrics_path: Path, releas
         shutil.copy2(model_path, out.path_of(MODEL_FILE))  # the reference, for audits
         serving.save(out.path)  # what the API loads
         write_model_card(Path(out.path), tag, params, metrics, params_path.parent / "dvc.yaml")
-    log.info("imported %s as %s", model_path, tag)
+    # after the store wrote model.yaml: the signature covers the metadata (threshold) too
+    sign(Path(bentoml.models.get(tag).path), release_key())
+    log.info("imported %s as %s (signed)", model_path, tag)
     return tag
 
 
@@ -325,34 +336,58 @@ def build_time() -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def containerize_command(release: Release, backend: str, labels: Mapping[str, str]) -> list[str]:
-    """The ``bentoml containerize`` command line: both tags, the labels through ``--opt label=``.
-
-    BentoML hands ``--opt label=KEY=VALUE`` to the backend as ``--label KEY=VALUE`` (Docker and
-    buildah alike).
-    """
-    cmd = [sys.executable, "-m", "bentoml", "containerize", release.bento_tag, "--backend", backend]
+def containerize_command(
+    release: Release, backend: str, labels: Mapping[str, str], containerfile: Path, context: Path
+) -> list[str]:
+    """The image build: ``docker build`` or ``buildah build`` of ``containerfile`` in
+    ``context``, both tags, the labels as ``--label KEY=VALUE``."""
+    cmd = ["docker", "build"] if backend == "docker" else ["buildah", "build", "--layers"]
+    cmd += ["-f", str(containerfile)]
     for tag in release.image_tags:
-        cmd += ["--image-tag", tag]
+        cmd += ["-t", tag]
     for key, value in sorted(labels.items()):
-        cmd += ["--opt", f"label={key}={value}"]
-    return cmd
+        cmd += ["--label", f"{key}={value}"]
+    return [*cmd, str(context)]
 
 
-def containerize(release: Release, labels: Mapping[str, str]) -> tuple[str, ...]:
-    """``bentoml containerize`` the release's Bento into one image with both tags and ``labels``."""
+def export_context(tag: str, dest: Path) -> Path:
+    """The Bento ``tag`` with its models, unpacked into ``dest`` (``bentoml export``): the build
+    context of the image."""
+    import bentoml  # noqa: PLC0415
+
+    archive = dest.parent / f"{dest.name}.bento"
+    bentoml.bentos.export_bento(tag, str(archive))
+    with tarfile.open(archive) as packed:
+        packed.extractall(dest, filter="data")
+    archive.unlink()
+    return dest
+
+
+def containerize(
+    release: Release, labels: Mapping[str, str], containerfile: Path
+) -> tuple[str, ...]:
+    """Build the release's Bento into one image with both tags and ``labels`` from
+    ``containerfile`` (deploy/Containerfile)."""
     backend = container_backend(docker_running(), shutil.which("buildah") is not None)
     env = {**os.environ, "BUILDAH_ISOLATION": "chroot"}  # buildah: OCI runtimes fail here
-    cmd = containerize_command(release, backend, labels)
-    log.info("%s", " ".join(cmd))
     started = time.perf_counter()
-    done = subprocess.run(cmd, env=env, check=False)  # noqa: S603 - fixed command
+    with tempfile.TemporaryDirectory(prefix="flightdelay-image-") as tmp:
+        context = export_context(release.bento_tag, Path(tmp) / "context")
+        cmd = containerize_command(release, backend, labels, containerfile.resolve(), context)
+        log.info("%s", " ".join(cmd))
+        done = subprocess.run(cmd, env=env, check=False)  # noqa: S603 - fixed command
     if done.returncode != 0:
-        raise StageError(f"bentoml containerize failed with status {done.returncode}")
+        raise StageError(f"{' '.join(cmd[:2])} failed with status {done.returncode}")
     log.info(
         "image %s built in %.0f s", ", ".join(release.image_tags), time.perf_counter() - started
     )
     return release.image_tags
+
+
+def _bento_dir(tag: str) -> Path:
+    import bentoml  # noqa: PLC0415 - BentoML stays at the edge
+
+    return Path(bentoml.bentos.get(tag).path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -361,9 +396,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "action",
         nargs="?",
         default="bento",
-        choices=["bento", "container", "tags"],
+        choices=["bento", "container", "tags", "sbom"],
         help="bento: import the model and build the Bento (default); container: the OCI image; "
-        "tags: print the tags of this commit as JSON",
+        "tags: print the tags of this commit as JSON; sbom: write the CycloneDX SBOM into this "
+        "commit's Bento and print its path",
     )
     parser.add_argument("--repo", type=Path, default=Path(), help="project root (Git work tree)")
     parser.add_argument("--model", type=Path, help="bento: the fitted model file")
@@ -383,10 +419,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise StageError("bento needs --model, --params and --metrics")
             model_md5, _ = check_locked_outputs(args.repo, [args.model, args.metrics])
             model_tag = import_model(args.model, args.params, args.metrics, release)
-            build_bento(args.repo.resolve(), release, model_tag, model_md5)
+            tag = build_bento(args.repo.resolve(), release, model_tag, model_md5)
+            write_sbom(_bento_dir(tag), args.repo / "pyproject.toml")
+        elif args.action == "sbom":
+            path = write_sbom(_bento_dir(release.bento_tag), args.repo / "pyproject.toml")
+            os.write(1, f"{path}\n".encode())
         else:
             revision = git.state(args.repo).sha
-            containerize(release, oci_labels(release, revision, build_time(), args.source))
+            labels = oci_labels(release, revision, build_time(), args.source)
+            containerize(release, labels, args.repo / "deploy" / "Containerfile")
 
     return run_main("release", body)
 

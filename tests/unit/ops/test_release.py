@@ -8,7 +8,6 @@ import re
 import subprocess
 import textwrap
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -144,7 +143,7 @@ def test_service_requirements_from_the_real_lock() -> None:
     lock = (ROOT / "uv.lock").read_text()
     lines = requirements_from_lock(lock, SERVICE_ROOTS)
     names = {line.split("==")[0] for line in lines}
-    assert {"bentoml", "numpy", "onnxruntime", "pydantic"} <= names
+    assert {"bentoml", "model-signing", "numpy", "onnxruntime", "pydantic", "pyopenssl"} <= names
     # the service runs the compiled model only: none of the training stack goes into the image
     training = {"scikit-learn", "scipy", "pandas", "pandera", "pyarrow", "joblib"}
     assert not names & (training | {"dvc", "mlflow", "matplotlib", "pytest"})
@@ -284,30 +283,29 @@ def test_build_time_is_rfc3339_utc_and_honours_source_date_epoch(
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", build_time())
 
 
-def test_containerize_passes_the_labels_to_the_builder() -> None:
-    """`bentoml containerize --opt label=K=V` becomes the backend's `--label K=V`."""
+def test_containerize_passes_both_tags_and_the_labels_to_the_builder() -> None:
+    """A label keeps its own `=` and `:` (a URL, a time): the builder splits at the first `=`."""
     release = Release("1.2.3", "abc1234")
-    cmd = containerize_command(release, "buildah", {"b.key": "2", "a.key": "https://x/y"})
-    assert cmd[1:] == [
-        "-m", "bentoml", "containerize", "flight-delay:1.2.3-abc1234", "--backend", "buildah",
-        "--image-tag", "flight-delay:1.2.3", "--image-tag", "flight-delay:sha-abc1234",
-        "--opt", "label=a.key=https://x/y", "--opt", "label=b.key=2",
-    ]  # fmt: skip
+    labels = {"b.key": "2", "a.key": "https://x/y", "c.created": "2026-01-02T03:04:05Z"}
+    file, context = Path("/repo/deploy/Containerfile"), Path("/build/ctx")
+    for backend, start in (
+        ("buildah", ["buildah", "build", "--layers"]),
+        ("docker", ["docker", "build"]),
+    ):
+        assert containerize_command(release, backend, labels, file, context) == [
+            *start, "-f", "/repo/deploy/Containerfile",
+            "-t", "flight-delay:1.2.3", "-t", "flight-delay:sha-abc1234",
+            "--label", "a.key=https://x/y", "--label", "b.key=2",
+            "--label", "c.created=2026-01-02T03:04:05Z", "/build/ctx",
+        ]  # fmt: skip
 
 
-def test_bentoml_hands_a_label_option_to_docker_and_buildah_as_label() -> None:
-    """BentoML (the pinned version) splits `--opt` at the first `=` only, so a value keeps its own
-    `=` and `:` (a URL, a time), and both backends turn it into `--label KEY=VALUE`."""
-    from bentoml._internal.container import buildah, docker  # noqa: PLC0415
-    from bentoml_cli.utils import opt_callback  # noqa: PLC0415
-
-    label = "org.opencontainers.image.created=2026-01-02T03:04:05Z"
-    ctx = SimpleNamespace(params={})
-    opt_callback(ctx, SimpleNamespace(multiple=True, name="opt"), (f"label={label}",))
-    assert ctx.params["_memoized"]["label"] == (label,)
-    for backend in (docker, buildah):
-        args = list(backend.construct_build_args(label=(label,)))
-        assert args[args.index("--label") + 1] == label
+def test_the_containerfile_installs_wheels_only() -> None:
+    """No compiler, no git, no package cache: the Containerfile's packages come as wheels."""
+    text = (ROOT / "deploy" / "Containerfile").read_text()
+    assert "--only-binary=:all:" in text and "--no-deps" in text
+    assert "PIP_NO_CACHE_DIR=1" in text
+    assert not re.search(r"apt-get|build-essential|\bgit\b|gcc", text.split("FROM", 1)[1])
 
 
 def test_make_bento_refuses_a_model_that_is_not_the_commits(
