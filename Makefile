@@ -4,7 +4,7 @@ UV ?= uv
 RUN := $(UV) run --locked
 
 .DEFAULT_GOAL := help
-.PHONY: help setup repro test check lint format typecheck imports dag fuzz soak audit push pull sweep mlflow-ui promote score clean bento container container-smoke deploy deploy-staging deploy-production rollback deploy-status bento-export bento-import bench-http docs lock-current notify
+.PHONY: help setup repro test check lint format typecheck imports dag fuzz soak audit push pull sweep mlflow-ui promote score clean bento container container-smoke deploy deploy-staging deploy-production rollback deploy-status bento-export bento-import sbom bench-http docs lock-current notify
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -114,6 +114,9 @@ rollback: setup ## deploy again the Bento that passed DEPLOY_ENV before the live
 
 deploy-status: setup ## what each environment serves, and its last deploy
 	$(RUN) flightdelay deploy status
+
+sbom: setup ## CycloneDX SBOM of this commit's Bento (into its folder), then pip-audit of its packages
+	sbom="$$($(RUN) python -m flightdelay.ops.release sbom)" && $(RUN) python scripts/audit.py --sbom "$$sbom"
 
 # The Bento as one file (models included), from the release job to the deploy host
 BENTO_FILE ?= dist/flight-delay.bento

@@ -232,7 +232,10 @@ def test_release_runs_after_ci_passed_on_the_commit_it_checked() -> None:
 def test_release_pulls_the_model_builds_smoke_tests_refuses_dirty_then_pushes() -> None:
     release = _load("release.yml")
     assert release["permissions"] == {"contents": "read"}
-    assert release["jobs"]["release"]["permissions"] == {"contents": "read", "packages": "write"}
+    assert release["jobs"]["release"]["permissions"] == {
+        "contents": "read", "packages": "write", "id-token": "write"
+    }  # fmt: skip
+    assert release["jobs"]["release"]["env"]["FLIGHTDELAY_SIGNING_KEY"] == "sigstore"
     runs = _runs(release)
     steps = {step.get("run", "").strip(): step for step in _steps(release)}
     repro = runs.index("uv run --locked dvc repro --pull --allow-missing")
@@ -277,6 +280,11 @@ def test_deploy_sends_main_to_staging_and_v_tags_to_production_after_release() -
     assert deploy["concurrency"]["group"] == f"deploy-{chosen}"
     assert deploy["concurrency"]["cancel-in-progress"] is False  # a switch is never cut short
     assert "flight-delay-deploy" in job["runs-on"]
+    # it trusts release's keyless signature only
+    assert job["env"]["FLIGHTDELAY_SIGNING_IDENTITY"].endswith(
+        "/.github/workflows/release.yml@refs/heads/${{ github.event.repository.default_branch }}"
+    )
+    assert job["env"]["FLIGHTDELAY_SIGNING_ISSUER"] == "https://token.actions.githubusercontent.com"
     runs = _runs(deploy)
     assert runs.index("make bento-import") < runs.index('make deploy DEPLOY_ENV="${DEPLOY_ENV}"')
     for env in ("staging", "production"):  # the same command as on a workstation

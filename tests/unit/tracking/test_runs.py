@@ -143,6 +143,22 @@ def test_champion_alias_moves(logged: tuple[tracking.Settings, str]) -> None:
     assert (str(champion.version), champion.tags["k"]) == ("2", "v")
 
 
+def test_an_environment_alias_goes_to_the_newest_version_of_the_deployed_model(
+    logged: tuple[tracking.Settings, str],
+) -> None:
+    """A passed deploy moves the alias named after its environment to the registered version whose
+    train run logged the deployed model file (by its DVC md5); another md5 moves nothing."""
+    found, run_id = logged
+    uri = MlflowClient(found.uri).get_run(run_id).data.tags[tracking.TAG_MODEL_URI]
+    newest, _ = registry.register_champion(found, uri, {})
+    assert registry.move_alias(found, "staging", "f00d") == newest
+    staged = MlflowClient(found.uri).get_model_version_by_alias("flight-delay", "staging")
+    assert (str(staged.version), staged.run_id) == (newest, run_id)
+    assert registry.move_alias(found, "production", "beef") is None
+    with pytest.raises(mlflow.exceptions.MlflowException):
+        MlflowClient(found.uri).get_model_version_by_alias("flight-delay", "production")
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
