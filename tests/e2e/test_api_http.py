@@ -36,6 +36,7 @@ from flightdelay.model.candidates import build
 from flightdelay.model.predict import predict_proba, records_frame
 from flightdelay.model.store import load_model, save_model
 from flightdelay.ops.release import SERVICE_ROOTS, requirements_from_lock
+from flightdelay.serving.prediction_log import read_lines
 
 pytestmark = pytest.mark.e2e
 log = logging.getLogger(__name__)
@@ -103,6 +104,29 @@ def test_single_flight_and_missing_weather(server: Server, small_repo: Path) -> 
     (expected,) = predict_proba(model, records_frame([Flight(**bare).model_dump()]))
     assert math.isclose(answer["probability"], expected, abs_tol=1e-9)
     assert 0.0 < answer["probability"] < 1.0
+
+
+def test_every_answer_is_in_the_prediction_log_with_its_request_id(server: Server) -> None:
+    """The workers write each answered flight to $BENTOML_HOME/predictions, off the hot path."""
+    flights = [GOOD, {**GOOD, "sched_dep_time": 600}, {**GOOD, "sched_dep_time": 2100}]
+    resp = httpx.post(f"{server.url}/predict", json=flights, timeout=10,
+                      headers={"X-Request-ID": "e2e-log-1"})  # fmt: skip
+    assert resp.status_code == 200, resp.text
+    folder = server.log.parent / "predictions"
+    deadline, lines = time.monotonic() + 10, []
+    while time.monotonic() < deadline and len(lines) < len(flights):
+        lines = [x for x in read_lines(folder) if x["request_id"] == "e2e-log-1"]
+        time.sleep(0.1)
+    assert [x["probability"] for x in lines] == [a["probability"] for a in resp.json()]
+    assert [x["flight"]["sched_dep_time"] for x in lines] == [1730, 600, 2100]
+    assert {x["model_version"] for x in lines} == {resp.json()[0]["model_version"]}
+    anonymous = post(server, [GOOD])  # without the header, the service names the request
+    assert anonymous.status_code == 200
+    deadline, ids = time.monotonic() + 10, set()
+    while time.monotonic() < deadline and len(ids) < 1:
+        ids = {x["request_id"] for x in read_lines(folder)} - {"e2e-log-1", ""}
+        time.sleep(0.1)
+    assert ids and all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
 
 
 def test_concurrent_requests_do_not_mix_answers(

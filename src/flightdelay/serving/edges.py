@@ -17,6 +17,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +27,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flightdelay.serving.pages import TAG_DESCRIPTIONS, ServiceFacts, api_description
+from flightdelay.serving.prediction_log import PredictionLog, from_env
 
 #: the logger of BentoML's request handler (``bentoml._internal.server.http_app.log_exception``)
 BENTOML_REQUEST_LOGGER = "bentoml._internal.server.http_app"
@@ -152,6 +155,56 @@ class RequestGuard:
             await drain(receive, self.drain_bytes, DRAIN_SECONDS)
         response = JSONResponse({"error": message}, status, headers={"connection": "close"})
         await response(scope, receive, send)
+
+
+class PredictionRecorder:
+    """Hand each answered /predict (status 200) to the worker's prediction log: the request's id
+    (the proxy's X-Request-ID, else a new one), its body and the answer's, captured as they pass,
+    neither decoded nor encoded again. The log is written after the answer has gone."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._log: PredictionLog | None = None
+        self._made = False
+
+    def prediction_log(self) -> PredictionLog | None:
+        """This worker's log, made on its first request (the worker's index is known by then)."""
+        if not self._made:
+            import bentoml  # noqa: PLC0415 - the worker's index
+
+            self._log = from_env(str(bentoml.server_context.worker_index or os.getpid()))
+            self._made = True
+        return self._log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        found = self.prediction_log() if RequestGuard.guards(scope) else None
+        if found is None:
+            await self.app(scope, receive, send)
+            return
+        request: list[bytes] = []
+        response: list[bytes] = []
+        answered = [False]
+
+        async def recording_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                request.append(message.get("body", b""))
+            return message
+
+        async def recording_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                encoded = any(
+                    k.lower() == b"content-encoding" for k, _ in message.get("headers", [])
+                )
+                answered[0] = message["status"] == 200 and not encoded  # noqa: PLR2004
+            elif message["type"] == "http.response.body" and answered[0]:
+                response.append(message.get("body", b""))
+            await send(message)
+
+        await self.app(scope, recording_receive, recording_send)
+        if answered[0]:
+            request_id = _headers(scope).get("x-request-id") or uuid.uuid4().hex
+            found.record(request_id, b"".join(request), b"".join(response))
 
 
 class ClientErrorLog(logging.Filter):

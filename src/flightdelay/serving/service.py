@@ -56,6 +56,7 @@ from flightdelay.serving.edges import (
     BENTOML_REQUEST_LOGGER,
     ClientErrorLog,
     OpenAPIDocument,
+    PredictionRecorder,
     RequestGuard,
 )
 from flightdelay.serving.pages import (
@@ -354,5 +355,6 @@ class FlightDelay:
 
 # add_asgi_middleware is added by @bentoml.service
 FlightDelay.add_asgi_middleware(RequestGuard, max_body_bytes=MAX_BODY_BYTES)  # type: ignore[attr-defined]
+FlightDelay.add_asgi_middleware(PredictionRecorder)  # type: ignore[attr-defined]
 FlightDelay.add_asgi_middleware(OpenAPIDocument, about=_served_facts)  # type: ignore[attr-defined]
 logging.getLogger(BENTOML_REQUEST_LOGGER).addFilter(ClientErrorLog())
