@@ -61,6 +61,24 @@ def test_the_committed_model_equals_the_pipeline_on_the_whole_test_set() -> None
     np.testing.assert_array_equal(one.predict_columns(test), got)
 
 
+@pytest.mark.parametrize(
+    "rows", [1, native.BLOCK - 1, native.BLOCK, native.BLOCK + 1, 2 * native.BLOCK + 3]
+)
+def test_blocks_of_rows_give_each_row_its_own_score(small: Pipeline, rows: int) -> None:
+    """Tree-major over blocks: a row's score does not depend on the block it falls in (bit for
+    bit the score it gets alone) and equals scikit-learn's raw score."""
+    scorer = trees(compile_pipeline(small, threads=1, native=True)).native
+    if scorer is None:
+        unavailable("no native trees here (treelite, tl2cgen or a C compiler missing)")
+    frame = make_records(rows, seed=5).drop(columns=[TARGET])
+    X = small.named_steps["features"].table().transform(frame)  # noqa: N806
+    together = scorer.raw(X)
+    alone = np.array([scorer.raw(X[i : i + 1])[0] for i in range(rows)])
+    np.testing.assert_array_equal(together, alone)
+    expected = small.steps[-1][1]._raw_predict(X)[:, 0]  # noqa: SLF001 - sklearn's margin
+    assert np.max(np.abs(together - expected)) <= 1e-12
+
+
 def test_built_once_then_read_from_the_cache(small: Pipeline, cache: Path) -> None:
     clf = small.named_steps["classifier"]
     first = native.build(clf)
