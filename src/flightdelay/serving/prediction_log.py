@@ -115,7 +115,7 @@ class PredictionLog:
                 older.replace(self.path.with_name(f"{self.path.name}.{i}"))
         if self.backups == 0:
             self.path.unlink(missing_ok=True)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._fd = self._open()
 
     def close(self) -> None:
         self.flush()

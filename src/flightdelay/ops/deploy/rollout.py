@@ -20,7 +20,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -65,14 +65,16 @@ class Target:
     def log_path(self, colour: Colour) -> Path:
         return self.root / self.env.name / f"{colour}.log"
 
+    def route_to(self, colour: Colour) -> None:
+        """All traffic to ``colour`` (starting nginx if it is not running)."""
+        self.router().route({self.env.colours[colour]: 100})
+
 
 @contextmanager
-def interruptible() -> Iterator[None]:
-    """SIGINT and SIGTERM raise ``Interrupted`` inside; outside, they are as they were."""
-
-    def handler(signum: int, _: FrameType | None) -> None:
-        raise Interrupted(signal.Signals(signum).name)
-
+def _on_signals(
+    handler: Callable[[int, FrameType | None], None] | signal.Handlers,
+) -> Iterator[None]:
+    """SIGINT and SIGTERM go to ``handler`` inside; outside, they are as they were."""
     before = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
@@ -81,15 +83,19 @@ def interruptible() -> Iterator[None]:
             signal.signal(sig, old)
 
 
-@contextmanager
-def uninterrupted() -> Iterator[None]:
-    """Signals wait while the environment is put back (a second Ctrl-C must not cut that short)."""
-    before = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in before.items():
-            signal.signal(sig, old)
+def _interrupt(signum: int, _: FrameType | None) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def interruptible() -> AbstractContextManager[None]:
+    """SIGINT and SIGTERM raise ``Interrupted`` inside."""
+    return _on_signals(_interrupt)
+
+
+def uninterrupted() -> AbstractContextManager[None]:
+    """Signals are ignored while the environment is put back (a second Ctrl-C must not cut that
+    short)."""
+    return _on_signals(signal.SIG_IGN)
 
 
 def other(colour: Colour) -> Colour:
@@ -102,12 +108,12 @@ def reconcile(target: Target, state: State) -> None:
         log.warning("%s: stopping %s (%s), left by a deploy that did not finish",
                     target.env.name, state.pending.colour, state.pending.bento)  # fmt: skip
         if state.live is not None and alive(state.live.pid):
-            target.router().route({target.env.colours[state.live.colour]: 100})
+            target.route_to(state.live.colour)
         stop(state.pending.pid)
         state.pending = None
         save_state(target.root, state)
     elif state.live is not None and alive(state.live.pid) and target.router().pid() is None:
-        target.router().route({target.env.colours[state.live.colour]: 100})
+        target.route_to(state.live.colour)
 
 
 def check_gate(target: Target, tag: str) -> None:
@@ -128,11 +134,10 @@ def _back(target: Target, state: State, new: Serving) -> float:
     returns the seconds until the old colour had it all."""
     began = time.monotonic()
     with uninterrupted():
-        router = target.router()
         if state.live is not None:
-            router.route({target.env.colours[state.live.colour]: 100})
-        elif router.pid() is not None:
-            router.stop()
+            target.route_to(state.live.colour)
+        elif target.router().pid() is not None:
+            target.router().stop()
         back_s = time.monotonic() - began
         stop(new.pid)
         state.pending = None
@@ -250,9 +255,8 @@ def deploy(target: Target, tag: str, action: Literal["deploy", "rollback"] = "de
 
 def _promote(target: Target, state: State, new: Serving) -> None:
     """The new colour alone behind nginx, the old one stopped once nginx no longer uses it."""
-    router = target.router()
-    router.route({target.env.colours[new.colour]: 100})
-    router.drained()
+    target.route_to(new.colour)
+    target.router().drained()
     if state.live is not None:
         stop(state.live.pid)
     state.live, state.pending = new, None
